@@ -1,0 +1,36 @@
+"""embcompress: shrink the token-embedding matrix of pretrained Transformers without re-training.
+
+    from embcompress import make_config, compress_model, save_compressed, load_compressed
+    compress_model(model, make_config("svd", ratio=5))          # in place, input scope
+    save_compressed(model, "out/", tokenizer)
+    model = load_compressed("out/")
+"""
+
+from .errors import EmbcompressError
+from .methods import METHODS, PRESETS, CompressedEmbedding, compress, make_config, method_names
+from .surgery import (
+    CompressedHead,
+    compress_model,
+    find_input_embedding,
+    load_compressed,
+    save_compressed,
+    size_report,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "CompressedEmbedding",
+    "CompressedHead",
+    "EmbcompressError",
+    "METHODS",
+    "PRESETS",
+    "compress",
+    "compress_model",
+    "find_input_embedding",
+    "load_compressed",
+    "make_config",
+    "method_names",
+    "save_compressed",
+    "size_report",
+]

@@ -1,0 +1,60 @@
+"""Registry of compression methods: one module per method, chosen by name.
+
+Each method module has ``NAME``, a ``Config`` dataclass, ``fit(weight, config)`` and ``Module``.
+Presets are named configurations of a method (e.g. the autoencoder with fast settings).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import torch
+
+from ..errors import EmbcompressError
+from . import autoencoder, scalar, svd
+from .base import CompressedEmbedding
+
+METHODS = {m.NAME: m for m in (svd, autoencoder, scalar)}
+
+# preset name -> (method name, overrides of that method's defaults)
+PRESETS: dict[str, tuple[str, dict[str, Any]]] = {
+    "svd": ("svd", {}),
+    "autoencoder": ("autoencoder", {}),  # the authors' exact settings
+    "autoencoder-fast": ("autoencoder", autoencoder.FAST),
+    "autoencoder-elu": ("autoencoder", {**autoencoder.FAST, "activation": "elu"}),
+    "int": ("int", {}),
+}
+
+
+def method_names() -> list[str]:
+    return sorted(PRESETS)
+
+
+def make_config(name: str, **options: Any):
+    """The config dataclass of method/preset ``name`` with ``options`` overriding its defaults."""
+    if name not in PRESETS:
+        raise EmbcompressError(f"unknown method {name!r}; choose one of: {', '.join(method_names())}")
+    method, preset = PRESETS[name]
+    cls = METHODS[method].Config
+    fields = {f.name for f in dataclasses.fields(cls)} - {"method"}
+    unknown = set(options) - fields
+    if unknown:
+        raise EmbcompressError(
+            f"method {name!r} has no option {', '.join(sorted(unknown))}; its options are: {', '.join(sorted(fields))}"
+        )
+    return cls(**{**preset, **options})
+
+
+def compress(weight: torch.Tensor, config) -> CompressedEmbedding:
+    """Compress one embedding matrix (V×d) with the method ``config`` names."""
+    return METHODS[config.method].fit(weight, config)
+
+
+def module_class(method: str) -> type[CompressedEmbedding]:
+    if method not in METHODS:
+        raise EmbcompressError(f"unknown compressed module type {method!r}; this version knows {', '.join(METHODS)}")
+    return METHODS[method].Module
+
+
+__all__ = ["METHODS", "PRESETS", "CompressedEmbedding", "compress", "make_config", "method_names", "module_class"]

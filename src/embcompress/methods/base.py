@@ -1,0 +1,163 @@
+"""What every compressed embedding is: a drop-in for ``nn.Embedding`` that stores less.
+
+A method module provides three things (see ``methods/__init__.py``):
+``Config`` (a dataclass naming every knob), ``fit(weight, config) -> CompressedEmbedding``, and
+the ``CompressedEmbedding`` subclass itself, which can be rebuilt empty from ``spec()`` and then
+filled from a state dict (that is how loading works without materialising the dense matrix).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+from ..errors import EmbcompressError
+
+_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+
+
+def dtype_from_name(name: str) -> torch.dtype:
+    if name not in _DTYPES:
+        raise EmbcompressError(f"unknown dtype {name!r}; use one of {', '.join(_DTYPES)}")
+    return _DTYPES[name]
+
+
+def dtype_name(dtype: torch.dtype) -> str:
+    return str(dtype).removeprefix("torch.")
+
+
+@dataclass
+class SizeConfig:
+    """Size knobs shared by all methods: give exactly one of ``ratio`` or ``rank``."""
+
+    ratio: float | None = None
+    rank: int | None = None
+
+
+def check_weight(weight: torch.Tensor) -> None:
+    if weight.ndim != 2:
+        raise EmbcompressError(f"expected a 2-D embedding matrix, got shape {tuple(weight.shape)}")
+    if not torch.isfinite(weight).all():
+        raise EmbcompressError("the embedding matrix holds NaN or Inf values; fix or reload the model weights first")
+
+
+def check_ratio(ratio: float) -> None:
+    if not (isinstance(ratio, (int, float)) and math.isfinite(ratio) and ratio > 1):
+        raise EmbcompressError(f"compression ratio must be > 1 (got {ratio}); pass e.g. --ratio 5")
+
+
+def check_rank(rank: int, dim: int, what: str = "rank") -> None:
+    if not (1 <= rank < dim):
+        raise EmbcompressError(f"{what} must be between 1 and {dim - 1} for a {dim}-dim embedding (got {rank})")
+
+
+def resolve_rank(cfg: SizeConfig, num_rows: int, dim: int, rank_for_ratio) -> int:
+    """The latent size asked for, directly or through a target ratio (method-specific formula)."""
+    if (cfg.ratio is None) == (cfg.rank is None):
+        raise EmbcompressError("give exactly one of ratio or rank (e.g. --ratio 5 or --rank 64)")
+    if cfg.ratio is not None:
+        check_ratio(cfg.ratio)
+        rank = rank_for_ratio(num_rows, dim, cfg.ratio)
+        if rank < 1:
+            raise EmbcompressError(f"ratio {cfg.ratio} is too high for a {num_rows}x{dim} matrix; use a smaller ratio")
+    else:
+        rank = int(cfg.rank)
+    check_rank(rank, dim)
+    return rank
+
+
+class CompressedEmbedding(nn.Module):
+    """Base class. Subclasses implement ``decode(ids)``: the reconstructed rows, in weight space."""
+
+    method: ClassVar[str]
+
+    def __init__(
+        self,
+        num_embeddings: int,
+        embedding_dim: int,
+        padding_idx: int | None = None,
+        scale: float = 1.0,
+        zero_padding_row: bool = False,
+        output_dtype: str = "float32",
+    ):
+        super().__init__()
+        self.num_embeddings = num_embeddings
+        self.embedding_dim = embedding_dim
+        self.padding_idx = padding_idx
+        # Some models multiply inside their embedding module (Gemma: sqrt(hidden)); we keep that.
+        self.scale = float(scale)
+        # A padding row that was exactly zero stays exactly zero.
+        self.zero_padding_row = bool(zero_padding_row)
+        self.output_dtype = output_dtype
+
+    # -- what subclasses provide -------------------------------------------------------------
+    def decode(self, ids: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def method_spec(self) -> dict[str, Any]:
+        """Constructor arguments beyond the shared ones (JSON-able)."""
+        return {}
+
+    def decoder_parameter_names(self) -> list[str]:
+        """Parameters that are shared by all rows (decoder, basis, codebooks), for fine-tuning policies."""
+        return []
+
+    # -- shared behaviour --------------------------------------------------------------------
+    def spec(self) -> dict[str, Any]:
+        return {
+            "num_embeddings": self.num_embeddings,
+            "embedding_dim": self.embedding_dim,
+            "padding_idx": self.padding_idx,
+            "scale": self.scale,
+            "zero_padding_row": self.zero_padding_row,
+            "output_dtype": self.output_dtype,
+            **self.method_spec(),
+        }
+
+    @property
+    def weight_dtype(self) -> torch.dtype:
+        return dtype_from_name(self.output_dtype)
+
+    def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
+        out = self.decode(input_ids)
+        if self.zero_padding_row and self.padding_idx is not None:
+            out = out.masked_fill((input_ids == self.padding_idx).unsqueeze(-1), 0.0)
+        if self.scale != 1.0:
+            out = out * self.scale
+        return out.to(self.weight_dtype)
+
+    def reconstruct(self, rows: torch.Tensor | None = None) -> torch.Tensor:
+        """Dense rows (all rows when ``rows`` is None), as the original matrix had them (no scale)."""
+        device = self._device()
+        ids = torch.arange(self.num_embeddings, device=device) if rows is None else torch.as_tensor(rows, device=device)
+        out = self.decode(ids)
+        if self.zero_padding_row and self.padding_idx is not None:
+            out = out.masked_fill((ids == self.padding_idx).unsqueeze(-1), 0.0)
+        return out.to(self.weight_dtype)
+
+    def logits(self, hidden: torch.Tensor, chunk_rows: int = 16384) -> torch.Tensor:
+        """``hidden @ W.T`` for the tied head. Default: decode the matrix chunk by chunk, never whole."""
+        parts = []
+        for start in range(0, self.num_embeddings, chunk_rows):
+            rows = torch.arange(start, min(start + chunk_rows, self.num_embeddings), device=hidden.device)
+            parts.append(hidden @ self.reconstruct(rows).to(hidden.dtype).T)
+        return torch.cat(parts, dim=-1)
+
+    def num_parameters(self) -> int:
+        return sum(t.numel() for t in self.state_dict().values())
+
+    def nbytes(self) -> int:
+        """Real storage bytes of everything kept (what ``save_compressed`` writes for this module)."""
+        return sum(t.numel() * t.element_size() for t in self.state_dict().values())
+
+    def _device(self) -> torch.device:
+        for t in self.state_dict().values():
+            return t.device
+        return torch.device("cpu")
+
+    def extra_repr(self) -> str:
+        return f"{self.num_embeddings}, {self.embedding_dim}, method={self.method}, nbytes={self.nbytes():,}"

@@ -1,0 +1,28 @@
+"""Bit packing of small unsigned integers into bytes (little-endian bit order), vectorised in torch."""
+
+import torch
+
+
+def pack_bits(values: torch.Tensor, bits: int) -> torch.Tensor:
+    """(..., n) integers in [0, 2**bits) → (..., n·bits/8) uint8. n·bits must be a multiple of 8."""
+    *lead, n = values.shape
+    if (n * bits) % 8:
+        raise ValueError(f"{n} values of {bits} bits do not fill whole bytes")
+    if bits == 8:
+        return values.to(torch.uint8)
+    shifts = torch.arange(bits, device=values.device, dtype=torch.uint8)
+    planes = (values.to(torch.uint8).unsqueeze(-1) >> shifts) & 1  # (..., n, bits)
+    planes = planes.reshape(*lead, n * bits // 8, 8)
+    weights = (torch.ones(8, dtype=torch.uint8, device=values.device) << torch.arange(8, dtype=torch.uint8, device=values.device))
+    return (planes * weights).sum(-1, dtype=torch.uint8)
+
+
+def unpack_bits(packed: torch.Tensor, bits: int, n: int) -> torch.Tensor:
+    """Inverse of ``pack_bits``: (..., n·bits/8) uint8 → (..., n) uint8."""
+    if bits == 8:
+        return packed
+    *lead, _ = packed.shape
+    shifts = torch.arange(8, device=packed.device, dtype=torch.uint8)
+    planes = ((packed.unsqueeze(-1) >> shifts) & 1).reshape(*lead, n, bits)
+    weights = torch.ones(bits, dtype=torch.uint8, device=packed.device) << torch.arange(bits, dtype=torch.uint8, device=packed.device)
+    return (planes * weights).sum(-1, dtype=torch.uint8)

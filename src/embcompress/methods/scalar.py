@@ -1,0 +1,132 @@
+"""Scalar quantization: int-k (k = 2…8) per group of g values of a row, fp16 scales, bit-packed.
+
+Symmetric by default (one fp16 scale a group, llama.cpp Q4_0 style: the value of largest magnitude
+maps to the most negative level, so all 2^k levels are used); ``zero_point=True`` stores an fp16
+offset too (min/max, asymmetric). ``search_scale`` tries a grid of scales per group and keeps the one
+with the least squared error, which helps most at 2–3 bits.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from ..errors import EmbcompressError
+from .base import CompressedEmbedding, check_weight, dtype_name
+from .packing import pack_bits, unpack_bits
+
+NAME = "int"
+
+
+@dataclass
+class Config:
+    bits: int = 4
+    group_size: int = 32
+    zero_point: bool = False
+    search_scale: bool = True
+    method: str = NAME
+
+
+def check_config(config: Config, dim: int) -> None:
+    if not (2 <= config.bits <= 8):
+        raise EmbcompressError(f"bits must be between 2 and 8 (got {config.bits})")
+    if config.group_size < 1 or dim % config.group_size:
+        raise EmbcompressError(f"group size {config.group_size} must divide the row length {dim}; try 32 or 64")
+    if (dim * config.bits) % 8:
+        raise EmbcompressError(f"{dim} values of {config.bits} bits do not fill whole bytes; pick another bit width")
+    bits_per_value = config.bits + 16 * (1 + config.zero_point) / config.group_size
+    if bits_per_value >= 16:
+        raise EmbcompressError(
+            f"{config.bits} bits per group of {config.group_size} costs {bits_per_value:.1f} bits a value, "
+            "no saving against fp16; use a larger group size"
+        )
+
+
+class QuantizedEmbedding(CompressedEmbedding):
+    method = NAME
+
+    def __init__(self, num_embeddings, embedding_dim, bits=4, group_size=32, zero_point=False, **base):
+        super().__init__(num_embeddings, embedding_dim, **base)
+        self.bits, self.group_size, self.zero_point = bits, group_size, bool(zero_point)
+        groups = embedding_dim // group_size
+        self.register_buffer("packed", torch.empty(num_embeddings, embedding_dim * bits // 8, dtype=torch.uint8))
+        self.register_buffer("scales", torch.empty(num_embeddings, groups, dtype=torch.float16))
+        if self.zero_point:
+            self.register_buffer("offsets", torch.empty(num_embeddings, groups, dtype=torch.float16))
+
+    def method_spec(self):
+        return {"bits": self.bits, "group_size": self.group_size, "zero_point": self.zero_point}
+
+    def decode(self, ids):
+        q = unpack_bits(self.packed[ids], self.bits, self.embedding_dim).float()
+        q = q.unflatten(-1, (-1, self.group_size))
+        if self.zero_point:
+            out = q * self.scales[ids].float().unsqueeze(-1) + self.offsets[ids].float().unsqueeze(-1)
+        else:
+            out = (q - 2 ** (self.bits - 1)) * self.scales[ids].float().unsqueeze(-1)
+        return out.flatten(-2)
+
+
+Module = QuantizedEmbedding
+
+
+def quantize_groups(x: torch.Tensor, bits: int, zero_point: bool, search_scale: bool):
+    """x: (n, g) groups → (codes uint8 in [0, 2^bits), scale (n,), offset (n,) or None)."""
+    levels = 2**bits
+    if zero_point:
+        lo, hi = x.min(-1).values, x.max(-1).values
+        candidates = [(lo, (hi - lo) / (levels - 1))]
+        if search_scale:  # shrink the range symmetrically around its centre
+            mid = (lo + hi) / 2
+            candidates += [(mid - (mid - lo) * f, (hi - lo) * f / (levels - 1)) for f in torch.linspace(0.6, 0.98, 12).tolist()]
+        best = None
+        for off, scale in candidates:
+            scale = scale.clamp_min(1e-12).half().float()
+            off = off.half().float()
+            q = ((x - off[:, None]) / scale[:, None]).round().clamp(0, levels - 1)
+            err = ((q * scale[:, None] + off[:, None] - x) ** 2).sum(-1)
+            best = _keep_best(best, err, q, scale, off)
+        _, q, scale, off = best
+        return q.to(torch.uint8), scale, off
+    half = levels // 2
+    idx = x.abs().argmax(-1, keepdim=True)
+    signed_max = x.gather(-1, idx).squeeze(-1)
+    factors = [1.0] + (torch.linspace(0.7, 1.15, 19).tolist() if search_scale else [])
+    best = None
+    for f in factors:
+        scale = (-signed_max / half * f).half().float()
+        scale = torch.where(scale == 0, torch.full_like(scale, 1e-8), scale)
+        q = (x / scale[:, None]).round().clamp(-half, half - 1)
+        err = ((q * scale[:, None] - x) ** 2).sum(-1)
+        best = _keep_best(best, err, q, scale, None)
+    _, q, scale, _ = best
+    return (q + half).to(torch.uint8), scale, None
+
+
+def _keep_best(best, err, q, scale, off):
+    if best is None:
+        return err, q, scale, off
+    better = err < best[0]
+    pick = lambda new, old: None if new is None else torch.where(better.view(-1, *([1] * (new.ndim - 1))), new, old)
+    return torch.minimum(err, best[0]), pick(q, best[1]), pick(scale, best[2]), pick(off, best[3])
+
+
+def fit(weight: torch.Tensor, config: Config) -> QuantizedEmbedding:
+    check_weight(weight)
+    num_rows, dim = weight.shape
+    check_config(config, dim)
+    module = QuantizedEmbedding(num_rows, dim, config.bits, config.group_size, config.zero_point,
+                                output_dtype=dtype_name(weight.dtype))
+    groups = dim // config.group_size
+    for start in range(0, num_rows, 16384):  # chunks bound the memory of the scale search
+        x = weight[start : start + 16384].detach().float()
+        n = x.shape[0]
+        q, scale, off = quantize_groups(x.reshape(n * groups, config.group_size), config.bits, config.zero_point,
+                                        config.search_scale)
+        module.packed[start : start + n] = pack_bits(q.reshape(n, dim), config.bits)
+        module.scales[start : start + n] = scale.reshape(n, groups).half()
+        if config.zero_point:
+            module.offsets[start : start + n] = off.reshape(n, groups).half()
+    return module.to(weight.device)

@@ -1,0 +1,166 @@
+import math
+
+import pytest
+import torch
+
+from conftest import low_rank_matrix
+from embcompress import EmbcompressError, compress, make_config
+from embcompress.methods import autoencoder, svd
+from embcompress.methods.packing import pack_bits, unpack_bits
+
+
+def test_svd_recovers_exact_low_rank_matrix():
+    w = low_rank_matrix(rank=5)
+    m = compress(w, make_config("svd", rank=5))
+    assert torch.allclose(m.reconstruct(), w, atol=1e-4)
+    worse = compress(w, make_config("svd", rank=4))
+    assert (worse.reconstruct() - w).norm() > 0.01 * w.norm()
+
+
+def test_randomized_svd_is_seeded_and_close_to_exact():
+    w = low_rank_matrix(rank=5) + 0.01 * torch.randn(200, 24, generator=torch.Generator().manual_seed(1))
+    a = compress(w, make_config("svd", rank=5, randomized=True, seed=3)).reconstruct()
+    b = compress(w, make_config("svd", rank=5, randomized=True, seed=3)).reconstruct()
+    exact = compress(w, make_config("svd", rank=5)).reconstruct()
+    assert torch.equal(a, b)
+    assert (a - exact).norm() < 1e-3 * w.norm()
+
+
+def test_forward_matches_reconstruct_for_any_batch_shape():
+    w = torch.randn(50, 16)
+    m = compress(w, make_config("svd", rank=4))
+    ids = torch.randint(0, 50, (3, 2, 5))
+    out = m(ids)
+    assert out.shape == (3, 2, 5, 16)
+    assert torch.allclose(out, m.reconstruct()[ids], atol=1e-6)
+
+
+@pytest.mark.parametrize("V,d,ratio,k_ae,k_svd", [(30522, 768, 10, 75, 74), (30522, 768, 5, 150, 149), (30522, 768, 2.5, 300, 299)])
+def test_ratio_to_rank_matches_the_paper(V, d, ratio, k_ae, k_svd):
+    # The paper: k = 300, 150, 75 for BERT-base give CR ≈ 2.5, 5, 10.
+    assert autoencoder.rank_for_ratio(V, d, ratio) == k_ae
+    assert svd.rank_for_ratio(V, d, ratio) == k_svd
+    assert autoencoder.compression_ratio(V, d, k_ae) == pytest.approx(ratio, rel=0.01)
+
+
+def test_ratio_round_trip_counts_parameters():
+    w = torch.randn(1000, 64)
+    for ratio in (2.5, 5, 10):
+        m = compress(w, make_config("svd", ratio=ratio))
+        achieved = w.numel() / m.num_parameters()
+        assert achieved >= ratio * 0.99 and achieved < ratio * 1.2
+        assert m.nbytes() == m.num_parameters() * 4
+
+
+def test_autoencoder_loss_falls_and_direction_is_learned():
+    torch.manual_seed(0)
+    w = low_rank_matrix(rows=512, dim=32, rank=6) + 0.05 * torch.randn(512, 32)
+    cfg = make_config("autoencoder", rank=6, epochs=20, lr=1e-2, batch_size=32, progress=False)
+    m = compress(w, cfg)
+    cos = torch.nn.functional.cosine_similarity(m.reconstruct(), w, dim=-1)
+    assert cos.mean() > 0.97
+    # Loss falls against the untrained state (one epoch with lr 0 keeps the random init).
+    untrained = compress(w, make_config("autoencoder", rank=6, epochs=1, lr=0.0, batch_size=64, progress=False))
+    cos0 = torch.nn.functional.cosine_similarity(untrained.reconstruct(), w, dim=-1)
+    assert cos.mean() > cos0.mean() + 0.3
+    # only codes and decoder are kept: V·k + k·d + d parameters
+    assert m.num_parameters() == 512 * 6 + 6 * 32 + 32
+
+
+def test_autoencoder_svd_init_starts_at_svd():
+    w = low_rank_matrix(rows=300, dim=20, rank=4)
+    m = compress(w, make_config("autoencoder", rank=4, epochs=1, lr=0.0, svd_init=True, progress=False))
+    assert torch.allclose(m.reconstruct(), w, atol=1e-3)
+
+
+def test_alpha_schedule_and_loss_terms():
+    cfg = make_config("autoencoder", rank=2)
+    assert cfg.w_cos == pytest.approx(0.1995) and cfg.w_l1 == 0.0025 and cfg.w_l2 == 0
+    assert (cfg.lr, cfg.batch_size, cfg.epochs, cfg.seed, cfg.lr_step_epochs, cfg.lr_gamma) == (1e-3, 32, 30, 1, 4, 0.5)
+    assert autoencoder.alpha(0, cfg) == 1.0
+    assert autoencoder.alpha(10, cfg) == pytest.approx(0.55)
+    assert autoencoder.alpha(25, cfg) == pytest.approx(0.1)
+    x = torch.tensor([[1.0, 0.0], [0.0, 2.0]])
+    x_hat = torch.tensor([[2.0, 0.0], [0.0, 1.0]])  # same directions, errors of magnitude 1
+    cos_only = make_config("autoencoder", rank=1, w_cos=1.0, w_l1=0.0)
+    assert autoencoder.direction_loss(x_hat, x, cos_only, 1.0).item() == pytest.approx(0.0, abs=1e-6)
+    l1_only = make_config("autoencoder", rank=1, w_cos=0.0, w_l1=1.0)
+    assert autoencoder.direction_loss(x_hat, x, l1_only, 1.0).item() == pytest.approx(0.5, abs=1e-6)
+    rmse_only = make_config("autoencoder", rank=1, w_cos=0.0, w_l1=0.0, w_l2=1.0)
+    assert autoencoder.direction_loss(x_hat, x, rmse_only, 1.0).item() == pytest.approx(math.sqrt(0.5), abs=1e-6)
+
+
+def test_linear_autoencoder_logits_match_dense():
+    w = torch.randn(40, 12)
+    m = compress(w, make_config("autoencoder", rank=3, epochs=1, batch_size=8, progress=False))
+    h = torch.randn(2, 5, 12)
+    assert torch.allclose(m.logits(h), h @ m.reconstruct().T, atol=1e-5)
+
+
+@pytest.mark.parametrize("bits", range(2, 9))
+def test_bit_packing_round_trip(bits):
+    v = torch.randint(0, 2**bits, (7, 64), dtype=torch.uint8)
+    packed = pack_bits(v, bits)
+    assert packed.shape == (7, 64 * bits // 8)
+    assert torch.equal(unpack_bits(packed, bits, 64), v)
+
+
+@pytest.mark.parametrize("bits,max_rel_err", [(8, 0.01), (4, 0.12), (2, 0.6)])
+def test_scalar_quantization_error_and_bytes(bits, max_rel_err):
+    w = torch.randn(100, 64)
+    m = compress(w, make_config("int", bits=bits, group_size=32))
+    rel = ((m.reconstruct() - w).norm(dim=-1) / w.norm(dim=-1)).mean()
+    assert rel < max_rel_err
+    assert m.nbytes() == 100 * 64 * bits // 8 + 100 * 2 * 2  # packed codes + one fp16 scale per group
+    assert m.reconstruct().shape == w.shape
+
+
+def test_scalar_quantization_exact_on_grid_values():
+    # values already on a symmetric 4-bit grid are reproduced exactly
+    w = (torch.randint(-8, 8, (10, 32)).float()) * 0.25
+    w[:, 0] = -2.0  # the largest magnitude is -8 · 0.25
+    m = compress(w, make_config("int", bits=4, group_size=32, search_scale=False))
+    assert torch.allclose(m.reconstruct(), w)
+
+
+def test_zero_point_quantization_beats_symmetric_on_shifted_rows():
+    w = torch.rand(64, 32) + 3.0
+    sym = compress(w, make_config("int", bits=3, group_size=32)).reconstruct()
+    asym = compress(w, make_config("int", bits=3, group_size=32, zero_point=True)).reconstruct()
+    assert (asym - w).norm() < 0.5 * (sym - w).norm()
+
+
+@pytest.mark.parametrize(
+    "name,opts,match",
+    [
+        ("svd", {"ratio": 1.0}, "ratio must be > 1"),
+        ("svd", {"ratio": 0.5}, "ratio must be > 1"),
+        ("svd", {"rank": 0}, "between 1 and"),
+        ("svd", {"rank": 16}, "between 1 and"),
+        ("svd", {}, "exactly one of ratio or rank"),
+        ("autoencoder", {"rank": 20}, "between 1 and"),
+        ("int", {"bits": 1}, "bits must be between 2 and 8"),
+        ("int", {"bits": 4, "group_size": 5}, "must divide the row length"),
+        ("int", {"bits": 8, "group_size": 2}, "no saving"),
+    ],
+)
+def test_bad_sizes_are_refused(name, opts, match):
+    with pytest.raises(EmbcompressError, match=match):
+        compress(torch.randn(30, 16), make_config(name, **opts))
+
+
+def test_nan_or_inf_weight_is_refused():
+    w = torch.randn(30, 16)
+    w[3, 4] = float("nan")
+    with pytest.raises(EmbcompressError, match="NaN or Inf"):
+        compress(w, make_config("svd", rank=2))
+    w[3, 4] = float("inf")
+    with pytest.raises(EmbcompressError, match="NaN or Inf"):
+        compress(w, make_config("int", bits=4))
+
+
+def test_unknown_method_and_option_are_refused():
+    with pytest.raises(EmbcompressError, match="choose one of"):
+        make_config("pca")
+    with pytest.raises(EmbcompressError, match="has no option"):
+        make_config("svd", rank=3, bogus=1)

@@ -1,0 +1,167 @@
+import json
+
+import pytest
+import torch
+from torch import nn
+
+from embcompress import (
+    CompressedEmbedding,
+    CompressedHead,
+    EmbcompressError,
+    compress_model,
+    load_compressed,
+    make_config,
+    save_compressed,
+)
+
+ARCHS = ["gpt2", "llama", "gemma3", "bert"]
+CONFIGS = {
+    "svd": dict(rank=8),
+    "autoencoder": dict(rank=8, epochs=2, batch_size=16, progress=False),
+    "int": dict(bits=4, group_size=16),
+}
+
+
+def _logits(model, ids):
+    with torch.no_grad():
+        return model(input_ids=ids).logits
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+@pytest.mark.parametrize("method", sorted(CONFIGS))
+@pytest.mark.parametrize("scope", ["input", "tied"])
+def test_compress_save_load_round_trip(tiny_model, tmp_path, arch, method, scope):
+    model = tiny_model(arch)
+    ids = torch.randint(1, 97, (2, 7))
+    original_head = model.get_output_embeddings().weight.detach().clone()
+    info = compress_model(model, make_config(method, **CONFIGS[method]), scope=scope)
+    emb = model.get_input_embeddings()
+    assert isinstance(emb, CompressedEmbedding)
+    assert info["after"]["embedding_bytes"] < info["before"]["embedding_bytes"]
+    if scope == "input":
+        # the paper's scope: the head keeps the exact original matrix, no longer tied
+        assert torch.equal(model.get_output_embeddings().weight, original_head)
+        # tied: the head's matrix was counted once before and is still there; the codes come on top
+        dense_dropped = 0 if info["was_tied"] else 97 * 32
+        assert info["after"]["model_parameters"] == info["before"]["model_parameters"] - dense_dropped + emb.num_parameters()
+    else:
+        assert isinstance(model.get_output_embeddings(), CompressedHead)
+        assert info["after"]["model_bytes"] < info["before"]["model_bytes"]
+    expected = _logits(model, ids)
+    assert torch.isfinite(expected).all()
+
+    out = save_compressed(model, tmp_path / "c")
+    meta = json.loads((out / "embcompress.json").read_text())
+    assert meta["method"] == method and meta["scope"] == scope
+    loaded = load_compressed(out)
+    assert torch.equal(_logits(loaded, ids), expected)
+    # nothing dense of size V×d in the input embedding after load
+    assert all(t.numel() < 97 * 32 for t in loaded.get_input_embeddings().state_dict().values()) or method == "int"
+
+
+def test_input_scope_keeps_embedding_forward_close(tiny_model):
+    model = tiny_model("llama")
+    dense = model.get_input_embeddings().weight.detach().clone()
+    compress_model(model, make_config("int", bits=8, group_size=16))
+    ids = torch.arange(97)
+    got = model.get_input_embeddings()(ids)
+    assert (got - dense).abs().max() < 0.01 * dense.abs().max()
+
+
+def test_gemma_embed_scale_is_kept(tiny_model):
+    model = tiny_model("gemma3")
+    emb = model.get_input_embeddings()
+    ids = torch.tensor([[3, 5, 7]])
+    with torch.no_grad():
+        dense_out = emb(ids)
+    compress_model(model, make_config("int", bits=8, group_size=16))  # near-exact
+    new = model.get_input_embeddings()
+    assert new.scale == pytest.approx(32**0.5)
+    assert torch.allclose(new(ids), new.reconstruct(ids) * 32**0.5)
+    assert torch.allclose(new(ids), dense_out, atol=0.01 * dense_out.abs().max().item())
+
+
+def test_tied_scope_logits_use_compressed_matrix(tiny_model):
+    model = tiny_model("llama")
+    compress_model(model, make_config("svd", rank=4), scope="tied")
+    emb = model.get_input_embeddings()
+    h = torch.randn(1, 3, 32)
+    assert torch.allclose(model.get_output_embeddings()(h), h @ emb.reconstruct().T, atol=1e-5)
+
+
+def test_padding_row_that_was_zero_stays_zero(tiny_model):
+    model = tiny_model("bert")
+    with torch.no_grad():
+        model.get_input_embeddings().weight[0].zero_()
+    compress_model(model, make_config("svd", rank=4))
+    out = model.get_input_embeddings()(torch.tensor([[0, 1, 0]]))
+    assert torch.equal(out[0, 0], torch.zeros(32)) and out[0, 1].abs().sum() > 0
+
+
+def test_tied_scope_refused_for_untied_model(tiny_model):
+    model = tiny_model("llama", tied=False)
+    with pytest.raises(EmbcompressError, match="use --scope input"):
+        compress_model(model, make_config("svd", rank=4), scope="tied")
+
+
+def test_model_without_input_embedding_is_refused():
+    with pytest.raises(EmbcompressError, match="no token-embedding module"):
+        compress_model(nn.Linear(3, 3), make_config("svd", rank=2))
+
+
+def test_unknown_scope_and_double_compression_refused(tiny_model):
+    model = tiny_model("gpt2")
+    with pytest.raises(EmbcompressError, match="unknown scope"):
+        compress_model(model, make_config("svd", rank=2), scope="both")
+    compress_model(model, make_config("svd", rank=2))
+    with pytest.raises(EmbcompressError, match="already compressed"):
+        compress_model(model, make_config("svd", rank=2))
+
+
+def test_existing_output_folder_refused_unless_overwrite(tiny_model, tmp_path):
+    model = tiny_model("gpt2")
+    compress_model(model, make_config("svd", rank=4))
+    out = tmp_path / "c"
+    out.mkdir()
+    (out / "keep.txt").write_text("mine")
+    with pytest.raises(EmbcompressError, match="--overwrite"):
+        save_compressed(model, out)
+    assert (out / "keep.txt").read_text() == "mine"
+    save_compressed(model, out, overwrite=True)
+    assert (out / "embcompress.json").exists() and not (out / "keep.txt").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c"]  # no temporary folders left
+
+
+def test_failed_save_leaves_nothing(tiny_model, tmp_path, monkeypatch):
+    model = tiny_model("gpt2")
+    compress_model(model, make_config("svd", rank=4))
+
+    def boom(*a, **k):
+        raise OSError("disk full")
+
+    monkeypatch.setattr("safetensors.torch.save_file", boom)
+    with pytest.raises(OSError):
+        save_compressed(model, tmp_path / "c")
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("damage", ["truncate", "flip", "meta"])
+def test_corrupt_save_is_refused(tiny_model, tmp_path, damage):
+    model = tiny_model("gpt2")
+    compress_model(model, make_config("svd", rank=4))
+    out = save_compressed(model, tmp_path / "c")
+    weights = out / "model.safetensors"
+    data = weights.read_bytes()
+    if damage == "truncate":
+        weights.write_bytes(data[: len(data) // 2])
+    elif damage == "flip":
+        weights.write_bytes(data[:-10] + bytes([data[-10] ^ 0xFF]) + data[-9:])
+    else:
+        (out / "embcompress.json").write_text("{not json")
+    with pytest.raises(EmbcompressError, match="checksum|corrupt"):
+        load_compressed(out)
+
+
+def test_loading_a_plain_folder_is_refused(tmp_path):
+    with pytest.raises(EmbcompressError, match="not an embcompress folder"):
+        load_compressed(tmp_path)
