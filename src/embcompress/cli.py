@@ -1,0 +1,234 @@
+"""The `embcompress` command: a thin layer over the library (click)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from .errors import EmbcompressError
+
+DEFAULT_RESULTS = "results/sweep.jsonl"
+
+
+def _split(text: str) -> list[str]:
+    return [t.strip() for t in text.split(",") if t.strip()]
+
+
+def _options(pairs: tuple[str, ...]) -> dict:
+    from .sweep import parse_value
+
+    out = {}
+    for pair in pairs:
+        key, eq, value = pair.partition("=")
+        if not eq:
+            raise EmbcompressError(f"--option {pair!r} must look like key=value (e.g. --option randomized=true)")
+        out[key.strip()] = parse_value(value.strip())
+    return out
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="embcompress")
+def cli():
+    """Compress the token-embedding matrix of pretrained Transformers and measure what it costs."""
+
+
+@cli.command()
+def models():
+    """List the built-in offline models (vocab × hidden, parameters, tied head)."""
+    from .models import cache_dir, describe_builtins
+
+    for row in describe_builtins():
+        if "missing" in row:
+            click.echo(f"{row['name']:14s} not installed: {row['install']}")
+        else:
+            click.echo(f"{row['name']:14s} {row['vocab']:>7,} × {row['hidden']:<4} {row['parameters'] / 1e6:7.1f} M params  "
+                       f"head {'tied' if row['tied'] else 'untied/none'}  {row['description']}")
+    click.echo(f"(converted GGUF models are cached in {cache_dir()}; set EMBCOMPRESS_CACHE to move it)")
+
+
+@cli.command()
+def methods():
+    """List the compression methods and their options."""
+    import dataclasses
+
+    from .methods import PRESETS, make_config
+
+    for name in sorted(PRESETS):
+        cfg = make_config(name)
+        opts = ", ".join(f"{f.name}={getattr(cfg, f.name)!r}" for f in dataclasses.fields(cfg) if f.name != "method")
+        click.echo(f"{name}: {opts}")
+
+
+@cli.command()
+@click.argument("model")
+@click.option("--method", "-m", required=True, help="Method name (see `embcompress methods`).")
+@click.option("--ratio", type=float, help="Target compression ratio (parameters, as in the paper).")
+@click.option("--rank", type=int, help="Explicit rank / latent size instead of --ratio.")
+@click.option("--option", "-o", "opts", multiple=True, help="Method option key=value, repeatable.")
+@click.option("--scope", type=click.Choice(["input", "tied"]), default="input", show_default=True,
+              help="input: output head keeps the original matrix (the paper's); tied: head uses the compressed one.")
+@click.option("--task", default=None, help="Model head to load (causal-lm, encoder, masked-lm, ...).")
+@click.option("--out", required=True, type=click.Path(), help="Output folder.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing output folder.")
+def compress(model, method, ratio, rank, opts, scope, task, out, overwrite):
+    """Compress MODEL's input embedding and save it to --out."""
+    from .methods import make_config
+    from .models import load_model
+    from .surgery import compress_model, save_compressed
+
+    if Path(out).exists() and not overwrite:
+        raise EmbcompressError(f"{out} already exists; choose another --out or pass --overwrite")
+    options = _options(opts)
+    if ratio is not None:
+        options["ratio"] = ratio
+    if rank is not None:
+        options["rank"] = rank
+    config = make_config(method, **options)
+    m, tok = load_model(model, task=task)
+    info = compress_model(m, config, scope=scope)
+    save_compressed(m, out, tokenizer=tok, overwrite=overwrite, extra={"source_model": model})
+    _print_sizes(info)
+    click.echo(f"saved to {out}")
+
+
+def _print_sizes(info):
+    b, a = info["before"], info["after"]
+    click.echo(f"method {info['method']} ({info['scope']} scope)")
+    click.echo(f"embedding: {b['embedding_parameters']:,} → {a['embedding_parameters']:,} params, "
+               f"{b['embedding_bytes']:,} → {a['embedding_bytes']:,} bytes "
+               f"({b['embedding_bytes'] / a['embedding_bytes']:.2f}×)")
+    click.echo(f"model:     {b['model_parameters']:,} → {a['model_parameters']:,} params, "
+               f"{b['model_bytes']:,} → {a['model_bytes']:,} bytes")
+
+
+@cli.command()
+@click.argument("folder", type=click.Path())
+def info(folder):
+    """What a compressed FOLDER holds: method, scope, parameters and bytes before/after."""
+    from .surgery import read_meta
+
+    meta = read_meta(folder)
+    _print_sizes(meta)
+    click.echo(f"source model: {meta.get('source_model', '?')}  class: {meta['model_class']}")
+    click.echo("config: " + json.dumps(meta["config"]))
+
+
+@cli.group("eval")
+def eval_group():
+    """Evaluate a model or a compressed folder."""
+
+
+def _settings(data_dir, max_tokens, window, stride):
+    from .evaluate.registry import EvalSettings
+
+    if max_tokens is not None and max_tokens < 2:
+        raise EmbcompressError(f"--max-tokens must be at least 2 (got {max_tokens})")
+    return EvalSettings(data_dir=data_dir, max_tokens=max_tokens, window=window, stride=stride)
+
+
+data_dir_option = click.option("--data-dir", type=click.Path(), default=None,
+                               help="Folder with the evaluation data (default ../shared/data or $EMBCOMPRESS_DATA).")
+
+
+@eval_group.command()
+@click.argument("model")
+@data_dir_option
+@click.option("--max-tokens", type=int, default=None, help="Score only the first N tokens (quick runs).")
+@click.option("--window", type=int, default=None, help="Window length (default: model context, capped at 1024).")
+@click.option("--stride", type=int, default=None, help="Stride (default: half the window).")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+def perplexity(model, data_dir, max_tokens, window, stride, as_json):
+    """Causal-LM perplexity of MODEL (name, folder or compressed folder) on WikiText-2 raw test."""
+    from .evaluate.registry import get_evaluation
+    from .models import load_any
+
+    settings = _settings(data_dir, max_tokens, window, stride)
+    ev = get_evaluation("perplexity")
+    m, tok = load_any(model, task=ev.task)
+    result = ev.run(m, tok, settings)
+    if as_json:
+        click.echo(json.dumps(result | {"model": model}))
+    else:
+        click.echo(f"{model}: perplexity {result['value']:.4f} over {result['tokens_scored']:,} tokens "
+                   f"(window {result['window']}, stride {result['stride']}, bos {result['bos']}), "
+                   f"{result['tokens_per_second']:.0f} tokens/s")
+
+
+@cli.command()
+@click.option("--models", default="smollm2-135m", show_default=True, help="Comma-separated models.")
+@click.option("--methods", "methods_", default="svd,autoencoder-fast", show_default=True,
+              help="Comma-separated methods; options as name:key=value (separate methods with ';' then).")
+@click.option("--ratios", default="2.5,5,10", show_default=True, help="Comma-separated target ratios.")
+@click.option("--evals", default="perplexity", show_default=True, help="Comma-separated evaluations.")
+@click.option("--scope", type=click.Choice(["input", "tied"]), default="input", show_default=True)
+@click.option("--max-tokens", type=int, default=8192, show_default=True, help="Tokens scored per perplexity (0 = all).")
+@click.option("--window", type=int, default=None)
+@click.option("--stride", type=int, default=None)
+@data_dir_option
+@click.option("--out", default=DEFAULT_RESULTS, show_default=True, type=click.Path(), help="Results JSONL (appended, resumable).")
+@click.option("--plot", "plot_path", default=None, type=click.Path(), help="Plot PNG (default: next to --out).")
+def sweep(models, methods_, ratios, evals, scope, max_tokens, window, stride, data_dir, out, plot_path):
+    """Run models × methods × ratios × evaluations, then print the table and write the plot.
+
+    With no options this is the main job: smollm2-135m, SVD and the paper's autoencoder (fast
+    preset) at CR 2.5, 5, 10, perplexity on the first 8192 tokens of WikiText-2 raw test.
+    """
+    from .report import report
+    from .sweep import MethodSpec, run_sweep
+
+    method_texts = methods_.split(";") if ";" in methods_ else _split(methods_)
+    specs = [MethodSpec.parse(t) for t in method_texts if t.strip()]
+    try:
+        ratio_values = [float(r) for r in _split(ratios)]
+    except ValueError:
+        raise EmbcompressError(f"--ratios must be numbers like 2.5,5,10 (got {ratios!r})") from None
+    from .methods.base import check_ratio
+
+    for r in ratio_values:
+        check_ratio(r)
+    settings = _settings(data_dir, max_tokens or None, window, stride)
+    try:
+        run_sweep(_split(models), specs, ratio_values, _split(evals), out, scope=scope, settings=settings,
+                  log=lambda s: click.echo(s, err=True))
+    except KeyboardInterrupt:
+        click.echo(f"interrupted; finished cells are kept in {out}: run the same command again to resume", err=True)
+        sys.exit(130)
+    table, png = report(out, plot_path)
+    click.echo(table)
+    click.echo(f"\nplot: {png}")
+
+
+@cli.command("report")
+@click.argument("results", type=click.Path())
+@click.option("--plot", "plot_path", default=None, type=click.Path(), help="Plot PNG (default: RESULTS with .png).")
+def report_cmd(results, plot_path):
+    """Markdown table and PNG plot (quality against compression) from a results JSONL."""
+    from .report import report
+
+    table, png = report(results, plot_path)
+    click.echo(table)
+    click.echo(f"\nplot: {png}")
+
+
+def main(argv=None):
+    try:
+        cli.main(args=argv, prog_name="embcompress", standalone_mode=False)
+    except EmbcompressError as e:
+        click.echo(f"error: {e}", err=True)
+        sys.exit(2)
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        sys.exit(130)
+    except click.ClickException as e:
+        e.show()
+        sys.exit(e.exit_code)
+    except KeyboardInterrupt:
+        click.echo("interrupted", err=True)
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

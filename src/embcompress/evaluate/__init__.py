@@ -1,0 +1,1 @@
+"""Evaluations, side by side: each takes (model, tokenizer, ...) and returns a result dataclass."""

@@ -1,0 +1,94 @@
+"""Causal-LM perplexity, the standard sliding-window way.
+
+The whole text is tokenized once; windows of ``window`` tokens move by ``stride`` and only the tokens
+not scored by an earlier window are scored, each with as much left context as the window allows.
+If the tokenizer adds a BOS token by default, every window starts with it (never scored), as the
+model saw in training; otherwise no BOS is added and the very first token is not scored.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+import time
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from ..errors import EmbcompressError
+
+DEFAULT_WINDOW_CAP = 1024
+
+
+@dataclass
+class PerplexityResult:
+    perplexity: float
+    nll: float  # mean negative log-likelihood per scored token (nats)
+    tokens_scored: int
+    window: int
+    stride: int
+    bos: bool
+    seconds: float
+    tokens_per_second: float
+
+    def as_dict(self):
+        return asdict(self)
+
+
+def adds_bos(tokenizer) -> bool:
+    bos = tokenizer.bos_token_id
+    return bos is not None and tokenizer("a").input_ids[:1] == [bos]
+
+
+def model_context(model) -> int | None:
+    cfg = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
+    return getattr(cfg, "max_position_embeddings", None) or getattr(cfg, "n_positions", None)
+
+
+def causal_perplexity(model, tokenizer, text: str, window: int | None = None, stride: int | None = None,
+                      max_tokens: int | None = None, progress: bool = True) -> PerplexityResult:
+    if max_tokens is not None and max_tokens < 2:
+        raise EmbcompressError(f"--max-tokens must be at least 2 (got {max_tokens})")
+    context = model_context(model)
+    window = window or min(context or DEFAULT_WINDOW_CAP, DEFAULT_WINDOW_CAP)
+    if context is not None and window > context:
+        raise EmbcompressError(f"window {window} is longer than the model's context {context}; use --window {context}")
+    bos = [tokenizer.bos_token_id] if adds_bos(tokenizer) else []
+    span = window - len(bos)  # text tokens a window holds
+    stride = stride or max(1, span // 2)
+    if span < 2 or not (1 <= stride <= span):
+        raise EmbcompressError(f"need 1 ≤ stride ≤ window (got window {window}, stride {stride})")
+    ids = tokenizer(text, add_special_tokens=False).input_ids
+    if max_tokens is not None:
+        ids = ids[:max_tokens]
+    if len(ids) < 2:
+        raise EmbcompressError("the text has fewer than 2 tokens; give a longer text")
+
+    device = next(model.parameters()).device
+    keep_arg = "logits_to_keep" in inspect.signature(model.forward).parameters
+    total_nll, scored, prev_end = 0.0, 0, 0
+    starts = list(range(0, len(ids), stride))
+    t0 = time.perf_counter()
+    bar = tqdm(total=len(ids), desc="perplexity", unit="tok", disable=not progress, leave=False)
+    with torch.inference_mode():
+        for begin in starts:
+            end = min(begin + span, len(ids))
+            chunk = torch.tensor([bos + ids[begin:end]], device=device)
+            # first text position to score: not yet scored, and with at least one token before it
+            first = max(prev_end, begin if bos else max(begin, 1)) - begin + len(bos)
+            if keep_arg:  # the output head only for positions that are scored: the head dominates large vocabularies
+                logits = model(input_ids=chunk, logits_to_keep=chunk.shape[1] - first + 1).logits[0, :-1].float()
+            else:
+                logits = model(input_ids=chunk).logits[0, first - 1 : -1].float()
+            total_nll += F.cross_entropy(logits, chunk[0, first:], reduction="sum").item()
+            scored += chunk.shape[1] - first
+            bar.update(end - prev_end)
+            prev_end = end
+            if end == len(ids):
+                break
+    bar.close()
+    seconds = time.perf_counter() - t0
+    nll = total_nll / scored
+    return PerplexityResult(math.exp(nll), nll, scored, window, stride, bool(bos), seconds, scored / seconds)

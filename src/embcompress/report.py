@@ -1,0 +1,90 @@
+"""Turn sweep results (JSONL) into a markdown table and a plot of quality against compression."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+from .sweep import UNCOMPRESSED, read_results
+
+RatioKey = "bytes_ratio_vs_fp16"
+
+
+def _latest(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The last result of every cell (a rerun of a cell supersedes the earlier line)."""
+    by_key = {}
+    for r in rows:
+        by_key[(r["model"], r["method"], r.get("ratio_target"), r["scope"], r["eval"], r.get("max_tokens"))] = r
+    return list(by_key.values())
+
+
+def markdown_table(rows: list[dict[str, Any]]) -> str:
+    rows = _latest(rows)
+    base = {(r["model"], r["eval"], r.get("max_tokens")): r["value"] for r in rows if r["method"] == UNCOMPRESSED}
+    lines = [
+        "| model | eval | method | scope | target ratio | params ratio | bytes vs fp16 | value | vs uncompressed | fit s |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    order = sorted(rows, key=lambda r: (r["model"], r["eval"], r["method"] != UNCOMPRESSED, r["method"],
+                                        r.get("ratio_target") or 0))
+    for r in order:
+        ref = base.get((r["model"], r["eval"], r.get("max_tokens")))
+        delta = "" if ref is None or r["method"] == UNCOMPRESSED else f"{(r['value'] / ref - 1) * 100:+.1f} %"
+        lines.append(
+            f"| {r['model']} | {r['eval']} | {r['method']} | {r['scope']} | {r.get('ratio_target') or '–'} | "
+            f"{r['embedding_ratio']:.2f}× | {r[RatioKey]:.2f}× | {r['value']:.4g} | {delta} | {r.get('fit_seconds', '–')} |"
+        )
+    return "\n".join(lines)
+
+
+def plot(rows: list[dict[str, Any]], out_png: str | Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = _latest(rows)
+    panels = sorted({(r["model"], r["eval"]) for r in rows})
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 4.2), squeeze=False)
+    for ax, (model, ev) in zip(axes[0], panels):
+        lines, ref = defaultdict(list), None
+        for r in rows:
+            if (r["model"], r["eval"]) != (model, ev):
+                continue
+            if r["method"] == UNCOMPRESSED:
+                ref = r
+            else:
+                label = r["method"] if r["scope"] == "input" else f"{r['method']} ({r['scope']} scope)"
+                lines[label].append((r[RatioKey], r["value"]))
+        for label, points in sorted(lines.items()):
+            xs, ys = zip(*sorted(points))
+            ax.plot(xs, ys, marker="o", label=label)
+        if ref is not None:
+            ax.axhline(ref["value"], color="black", linestyle="--", linewidth=1, label=f"uncompressed ({ref['value']:.4g})")
+        ax.set_xscale("log")
+        if any(not r.get("higher_is_better", True) for r in rows if r["eval"] == ev):
+            ax.set_yscale("log")  # perplexities span orders of magnitude
+        ax.set_xlabel("embedding compression (bytes vs fp16)")
+        ax.set_ylabel(ev)
+        ax.set_title(f"{model} · {ev}")
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    out_png = Path(out_png)
+    out_png.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out_png.with_name(f".{out_png.stem}.tmp.png")
+    fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+    tmp.replace(out_png)
+    return out_png
+
+
+def report(results: str | Path, out_png: str | Path | None = None) -> tuple[str, Path]:
+    rows = read_results(results)
+    if not rows:
+        from .errors import EmbcompressError
+
+        raise EmbcompressError(f"{results} holds no results; run `embcompress sweep --out {results}` first")
+    out_png = Path(out_png) if out_png else Path(results).with_suffix(".png")
+    return markdown_table(rows), plot(rows, out_png)

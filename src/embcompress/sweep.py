@@ -1,0 +1,178 @@
+"""Sweeps: models × methods × ratios × evaluations, one JSONL line per finished cell.
+
+A sweep that is interrupted resumes where it stopped: cells already in the file are skipped.
+Lines are written whole and flushed, so the file is valid JSONL at any moment; a torn last line
+(power loss) is dropped when the file is read.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import platform
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+import torch
+
+from .errors import EmbcompressError
+from .evaluate.registry import EvalSettings, get_evaluation
+from .methods import PRESETS, make_config
+from .models import load_model
+from .surgery import compress_model, size_report
+
+UNCOMPRESSED = "none"
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    """``NAME`` or ``NAME:key=value,key=value`` as written on the command line."""
+
+    name: str
+    options: tuple[tuple[str, Any], ...] = ()
+
+    @classmethod
+    def parse(cls, text: str) -> "MethodSpec":
+        name, _, rest = text.partition(":")
+        name = name.strip()
+        if name != UNCOMPRESSED and name not in PRESETS:
+            raise EmbcompressError(f"unknown method {name!r}; choose one of: {', '.join(sorted(PRESETS))}, {UNCOMPRESSED}")
+        opts = []
+        for item in filter(None, (p.strip() for p in rest.split(","))):
+            key, eq, value = item.partition("=")
+            if not eq:
+                raise EmbcompressError(f"method option {item!r} must look like key=value (e.g. svd:randomized=true)")
+            opts.append((key.strip(), parse_value(value.strip())))
+        spec = cls(name, tuple(sorted(opts)))
+        if name != UNCOMPRESSED:
+            make_config(name, **dict(spec.options))  # validates option names now, not hours later
+        return spec
+
+    @property
+    def label(self) -> str:
+        return self.name + ("" if not self.options else ":" + ",".join(f"{k}={v}" for k, v in self.options))
+
+    def takes_ratio(self) -> bool:
+        if self.name == UNCOMPRESSED:
+            return False
+        return "ratio" in {f for f in make_config(self.name, **dict(self.options)).__dataclass_fields__}
+
+
+def parse_value(text: str) -> Any:
+    low = text.lower()
+    if low in ("true", "false"):
+        return low == "true"
+    if low in ("none", "null"):
+        return None
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
+
+
+def cell_key(row: dict[str, Any]) -> tuple:
+    return (row["model"], row["method"], row.get("ratio_target"), row["scope"], row["eval"], row.get("max_tokens"))
+
+
+def read_results(path: str | Path) -> list[dict[str, Any]]:
+    path = Path(path)
+    if not path.exists():
+        return []
+    rows = []
+    for line in path.read_text().splitlines():
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue  # a torn line from a hard kill: the cell is simply run again
+    return rows
+
+
+def append_result(path: str | Path, row: dict[str, Any]) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = path.read_bytes() if path.exists() else b""
+    with path.open("ab") as f:
+        if text and not text.endswith(b"\n"):
+            f.write(b"\n")  # never glue a new line onto a torn one
+        f.write((json.dumps(row) + "\n").encode())
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def machine() -> str:
+    return f"{platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, {platform.python_version()}"
+
+
+def plan(models, methods: list[MethodSpec], ratios, evals, scope) -> Iterator[tuple[str, MethodSpec, float | None, str]]:
+    for model in models:
+        for ev in evals:
+            yield model, MethodSpec(UNCOMPRESSED), None, ev
+            for method in methods:
+                if method.name == UNCOMPRESSED:
+                    continue
+                for ratio in (ratios if method.takes_ratio() else [None]):
+                    yield model, method, ratio, ev
+
+
+def run_sweep(models: list[str], methods: list[MethodSpec], ratios: list[float], evals: list[str], out: str | Path,
+              scope: str = "input", settings: EvalSettings | None = None, log=print) -> list[dict[str, Any]]:
+    settings = settings or EvalSettings()
+    for ev in evals:
+        get_evaluation(ev)
+    done = {cell_key(r) for r in read_results(out)}
+    cells = list(plan(models, methods, ratios, evals, scope))
+    todo = [c for c in cells if (c[0], c[1].label, c[2], scope, c[3], settings.max_tokens) not in done]
+    log(f"{len(cells)} cells, {len(cells) - len(todo)} already in {out}, {len(todo)} to run")
+    loaded: dict[tuple[str, str], Any] = {}
+    for i, (model_name, method, ratio, ev_name) in enumerate(todo, 1):
+        ev = get_evaluation(ev_name)
+        key = (model_name, ev.task)
+        if key not in loaded:
+            loaded.clear()  # one base model in memory at a time
+            loaded[key] = load_model(model_name, task=ev.task)
+        base, tokenizer = loaded[key]
+        row = {"model": model_name, "method": method.label, "ratio_target": ratio, "scope": scope, "eval": ev_name,
+               "metric": ev.metric, "higher_is_better": ev.higher_is_better, "max_tokens": settings.max_tokens}
+        model = base
+        if method.name != UNCOMPRESSED:
+            model = copy.deepcopy(base)
+            options = dict(method.options)
+            if ratio is not None:
+                options["ratio"] = ratio
+            t0 = time.perf_counter()
+            info = compress_model(model, make_config(method.name, **options), scope=scope)
+            row["fit_seconds"] = round(time.perf_counter() - t0, 2)
+            row["config"] = info["config"]
+            row.update(size_fields(info["before"], info["after"], model))
+        else:
+            sizes = size_report(model)
+            row.update(size_fields(sizes, sizes, model))
+        log(f"[{i}/{len(todo)}] {model_name} {method.label} ratio={ratio} {ev_name} ...")
+        result = ev.run(model, tokenizer, settings)
+        row.update(value=result.pop("value"), details=result, machine=machine(),
+                   finished=time.strftime("%Y-%m-%dT%H:%M:%S"))
+        append_result(out, row)
+        log(f"    {ev.metric} = {row['value']:.4g}  (embedding {row['embedding_ratio']:.2f}x params, "
+            f"{row['bytes_ratio_vs_fp16']:.2f}x bytes vs fp16)")
+        del model
+    return read_results(out)
+
+
+def size_fields(before: dict[str, int], after: dict[str, int], model) -> dict[str, Any]:
+    emb = model.get_input_embeddings()
+    dense_params = emb.num_embeddings * emb.embedding_dim
+    return {
+        "embedding_params": after["embedding_parameters"],
+        "embedding_bytes": after["embedding_bytes"],
+        "embedding_ratio": dense_params / after["embedding_parameters"],
+        "bytes_ratio_vs_fp16": dense_params * 2 / after["embedding_bytes"],
+        "model_params_before": before["model_parameters"],
+        "model_params_after": after["model_parameters"],
+        "model_bytes_before": before["model_bytes"],
+        "model_bytes_after": after["model_bytes"],
+    }

@@ -1,0 +1,84 @@
+import math
+
+import pytest
+import torch
+
+from embcompress import EmbcompressError
+from embcompress.evaluate.perplexity import causal_perplexity
+
+
+class CharTokenizer:
+    """Tiny tokenizer: one id per character, optional BOS — enough to test windowing."""
+
+    def __init__(self, bos=None):
+        self.bos_token_id = bos
+
+    def __call__(self, text, add_special_tokens=True):
+        ids = [3 + (ord(c) % 90) for c in text]
+        if add_special_tokens and self.bos_token_id is not None:
+            ids = [self.bos_token_id] + ids
+        return type("Enc", (), {"input_ids": ids})()
+
+
+TEXT = "the quick brown fox jumps over the lazy dog. " * 6
+
+
+def test_single_window_equals_plain_labels_loss(tiny_model):
+    model = tiny_model("llama")
+    tok = CharTokenizer()
+    ids = torch.tensor([tok(TEXT).input_ids[:60]])
+    with torch.no_grad():
+        plain = model(input_ids=ids, labels=ids).loss.item()
+    res = causal_perplexity(model, tok, TEXT, window=64, max_tokens=60, progress=False)
+    assert res.tokens_scored == 59
+    assert res.perplexity == pytest.approx(math.exp(plain), rel=1e-5)
+
+
+def test_sliding_windows_equal_hf_masked_labels(tiny_model):
+    model = tiny_model("gpt2")
+    tok = CharTokenizer()
+    ids = tok(TEXT).input_ids[:150]
+    window, stride = 40, 16
+    # the reference loop from the transformers perplexity guide
+    nll_sum, n_tokens, prev_end = 0.0, 0, 0
+    for begin in range(0, len(ids), stride):
+        end = min(begin + window, len(ids))
+        trg_len = end - prev_end
+        inp = torch.tensor([ids[begin:end]])
+        target = inp.clone()
+        target[:, :-trg_len] = -100
+        with torch.no_grad():
+            loss = model(input_ids=inp, labels=target).loss
+        valid = (target[:, 1:] != -100).sum().item()
+        nll_sum += loss.item() * valid
+        n_tokens += valid
+        prev_end = end
+        if end == len(ids):
+            break
+    res = causal_perplexity(model, tok, TEXT, window=window, stride=stride, max_tokens=150, progress=False)
+    assert res.tokens_scored == n_tokens == 149
+    assert res.perplexity == pytest.approx(math.exp(nll_sum / n_tokens), rel=1e-5)
+
+
+def test_bos_starts_every_window_and_all_tokens_scored(tiny_model):
+    model = tiny_model("llama")
+    tok = CharTokenizer(bos=1)
+    res = causal_perplexity(model, tok, TEXT, window=33, stride=32, max_tokens=64, progress=False)
+    assert res.bos and res.tokens_scored == 64
+    ids = tok(TEXT, add_special_tokens=False).input_ids[:64]
+    total = 0.0
+    for part in (ids[:32], ids[32:64]):
+        inp = torch.tensor([[1] + part])
+        with torch.no_grad():
+            total += model(input_ids=inp, labels=inp).loss.item() * 32
+    assert res.nll == pytest.approx(total / 64, rel=1e-5)
+
+
+def test_bad_arguments(tiny_model):
+    model = tiny_model("llama")
+    with pytest.raises(EmbcompressError, match="at least 2"):
+        causal_perplexity(model, CharTokenizer(), TEXT, max_tokens=1, progress=False)
+    with pytest.raises(EmbcompressError, match="longer than the model's context"):
+        causal_perplexity(model, CharTokenizer(), TEXT, window=65, progress=False)
+    with pytest.raises(EmbcompressError, match="stride"):
+        causal_perplexity(model, CharTokenizer(), TEXT, window=16, stride=17, progress=False)
