@@ -36,3 +36,38 @@ def tiny_model():
 def low_rank_matrix(rows=200, dim=24, rank=5, seed=0):
     g = torch.Generator().manual_seed(seed)
     return torch.randn(rows, rank, generator=g) @ torch.randn(rank, dim, generator=g)
+
+
+def char_tokenizer(bos: bool = False):
+    """A real fast tokenizer (one token per character) so CLI paths run end to end on tiny models."""
+    from tokenizers import Tokenizer, models, pre_tokenizers, processors
+
+    chars = [chr(c) for c in range(32, 127)] + ["\n"]
+    vocab = {"<unk>": 0, "<s>": 1, "</s>": 2, **{c: i + 3 for i, c in enumerate(chars)}}
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.Split("", behavior="isolated")
+    if bos:
+        tok.post_processor = processors.TemplateProcessing(single="<s> $A", special_tokens=[("<s>", 1)])
+    return tf.PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="<unk>", bos_token="<s>", eos_token="</s>")
+
+
+@pytest.fixture
+def tiny_lm_dir(tmp_path):
+    """A tiny Llama with a character tokenizer saved as a normal transformers folder."""
+    torch.manual_seed(0)
+    cfg = tf.LlamaConfig(vocab_size=100, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=128,
+                         tie_word_embeddings=True, bos_token_id=1, eos_token_id=2)
+    folder = tmp_path / "tiny-llama"
+    tf.LlamaForCausalLM(cfg).save_pretrained(folder)
+    char_tokenizer(bos=True).save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture
+def data_dir(tmp_path):
+    folder = tmp_path / "data"
+    (folder / "wikitext").mkdir(parents=True)
+    text = " = Title = \n\n The quick brown fox jumps over the lazy dog . It was 1 @,@ 000 m long .\n" * 8
+    (folder / "wikitext" / "wiki.test.raw").write_text(text)
+    return folder

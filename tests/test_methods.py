@@ -135,7 +135,7 @@ def test_zero_point_quantization_beats_symmetric_on_shifted_rows():
     [
         ("svd", {"ratio": 1.0}, "ratio must be > 1"),
         ("svd", {"ratio": 0.5}, "ratio must be > 1"),
-        ("svd", {"rank": 0}, "between 1 and"),
+        ("svd", {"rank": 0}, "at least 1"),
         ("svd", {"rank": 16}, "between 1 and"),
         ("svd", {}, "exactly one of ratio or rank"),
         ("autoencoder", {"rank": 20}, "between 1 and"),

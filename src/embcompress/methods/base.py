@@ -37,6 +37,12 @@ class SizeConfig:
     ratio: float | None = None
     rank: int | None = None
 
+    def __post_init__(self):  # fail before any model is loaded
+        if self.ratio is not None:
+            check_ratio(self.ratio)
+        if self.rank is not None and self.rank < 1:
+            raise EmbcompressError(f"rank must be at least 1 (got {self.rank})")
+
 
 def check_weight(weight: torch.Tensor) -> None:
     if weight.ndim != 2:

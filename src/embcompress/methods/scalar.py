@@ -28,6 +28,10 @@ class Config:
     search_scale: bool = True
     method: str = NAME
 
+    def __post_init__(self):  # fail before any model is loaded
+        if not (2 <= self.bits <= 8):
+            raise EmbcompressError(f"bits must be between 2 and 8 (got {self.bits})")
+
 
 def check_config(config: Config, dim: int) -> None:
     if not (2 <= config.bits <= 8):

