@@ -29,6 +29,10 @@ def _options(pairs: tuple[str, ...]) -> dict:
     return out
 
 
+data_dir_option = click.option("--data-dir", type=click.Path(), default=None,
+                               help="Folder with the evaluation data (default ../shared/data or $EMBCOMPRESS_DATA).")
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="embcompress")
 def cli():
@@ -73,7 +77,10 @@ def methods():
 @click.option("--task", default=None, help="Model head to load (causal-lm, encoder, masked-lm, ...).")
 @click.option("--out", required=True, type=click.Path(), help="Output folder.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing output folder.")
-def compress(model, method, ratio, rank, opts, scope, task, out, overwrite):
+@click.option("--calibration", default=None,
+              help="Text for token importance (squad-contexts or a file); refused if it is the evaluation text.")
+@data_dir_option
+def compress(model, method, ratio, rank, opts, scope, task, out, overwrite, calibration, data_dir):
     """Compress MODEL's input embedding and save it to --out."""
     from .methods import make_config
     from .models import load_model
@@ -87,8 +94,12 @@ def compress(model, method, ratio, rank, opts, scope, task, out, overwrite):
     if rank is not None:
         options["rank"] = rank
     config = make_config(method, **options)
+    from .calibration import calibration_text, token_counts
+
+    calib = calibration_text(calibration, data_dir) if calibration else None
     m, tok = load_model(model, task=task)
-    info = compress_model(m, config, scope=scope)
+    counts = None if calib is None else token_counts(tok, calib, m.get_input_embeddings().num_embeddings)
+    info = compress_model(m, config, scope=scope, row_weights=counts)
     save_compressed(m, out, tokenizer=tok, overwrite=overwrite, extra={"source_model": model})
     _print_sizes(info)
     click.echo(f"saved to {out}")
@@ -129,8 +140,6 @@ def _settings(data_dir, max_tokens, window, stride):
     return EvalSettings(data_dir=data_dir, max_tokens=max_tokens, window=window, stride=stride)
 
 
-data_dir_option = click.option("--data-dir", type=click.Path(), default=None,
-                               help="Folder with the evaluation data (default ../shared/data or $EMBCOMPRESS_DATA).")
 
 
 @eval_group.command()
@@ -170,7 +179,9 @@ def perplexity(model, data_dir, max_tokens, window, stride, as_json):
 @data_dir_option
 @click.option("--out", default=DEFAULT_RESULTS, show_default=True, type=click.Path(), help="Results JSONL (appended, resumable).")
 @click.option("--plot", "plot_path", default=None, type=click.Path(), help="Plot PNG (default: next to --out).")
-def sweep(models, methods_, ratios, evals, scope, max_tokens, window, stride, data_dir, out, plot_path):
+@click.option("--calibration", default=None,
+              help="Text for token importance (squad-contexts or a file); refused if it is the evaluation text.")
+def sweep(models, methods_, ratios, evals, scope, max_tokens, window, stride, data_dir, out, plot_path, calibration):
     """Run models × methods × ratios × evaluations, then print the table and write the plot.
 
     With no options this is the main job: smollm2-135m, SVD and the paper's autoencoder (fast
@@ -192,7 +203,7 @@ def sweep(models, methods_, ratios, evals, scope, max_tokens, window, stride, da
     settings = _settings(data_dir, max_tokens or None, window, stride)
     try:
         run_sweep(_split(models), specs, ratio_values, _split(evals), out, scope=scope, settings=settings,
-                  log=lambda s: click.echo(s, err=True))
+                  log=lambda s: click.echo(s, err=True), calibration=calibration)
     except KeyboardInterrupt:
         click.echo(f"interrupted; finished cells are kept in {out}: run the same command again to resume", err=True)
         sys.exit(130)

@@ -117,11 +117,13 @@ def size_report(model: nn.Module) -> dict[str, int]:
 
 # -- replacing ----------------------------------------------------------------------------------
 
-def compress_model(model: nn.Module, config, scope: str = "input") -> dict[str, Any]:
+def compress_model(model: nn.Module, config, scope: str = "input", row_weights: torch.Tensor | None = None,
+                   ) -> dict[str, Any]:
     """Replace the model's input embedding (and with ``scope="tied"`` its output head) in place.
 
     ``input`` (the paper's): the output head keeps the original matrix, untied if it was tied.
     ``tied``: the output head computes logits from the compressed embedding too.
+    ``row_weights`` are token importances for methods that use them (e.g. calibration counts).
     Returns a summary with sizes before and after.
     """
     if scope not in SCOPES:
@@ -136,7 +138,7 @@ def compress_model(model: nn.Module, config, scope: str = "input") -> dict[str, 
     before = size_report(model)
 
     weight = emb.weight.detach()
-    compressed = compress(weight, config)
+    compressed = compress(weight, config, row_weights=row_weights)
     compressed.padding_idx = emb.padding_idx
     compressed.zero_padding_row = emb.padding_idx is not None and bool((weight[emb.padding_idx] == 0).all())
     compressed.scale = float(getattr(emb, "embed_scale", 1.0))  # Gemma's sqrt(hidden) stays inside the module

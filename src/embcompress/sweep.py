@@ -120,8 +120,13 @@ def plan(models, methods: list[MethodSpec], ratios, evals, scope) -> Iterator[tu
 
 
 def run_sweep(models: list[str], methods: list[MethodSpec], ratios: list[float], evals: list[str], out: str | Path,
-              scope: str = "input", settings: EvalSettings | None = None, log=print) -> list[dict[str, Any]]:
+              scope: str = "input", settings: EvalSettings | None = None, log=print,
+              calibration: str | None = None) -> list[dict[str, Any]]:
+    """``calibration`` (a text, never the evaluation text) gives token counts to methods that use them."""
+    from .calibration import calibration_text, token_counts
+
     settings = settings or EvalSettings()
+    calib = calibration_text(calibration, settings.data_dir) if calibration else None
     for ev in evals:
         get_evaluation(ev)
     done = {cell_key(r) for r in read_results(out)}
@@ -145,7 +150,11 @@ def run_sweep(models: list[str], methods: list[MethodSpec], ratios: list[float],
             if ratio is not None:
                 options["ratio"] = ratio
             t0 = time.perf_counter()
-            info = compress_model(model, make_config(method.name, **options), scope=scope)
+            counts = None
+            if calib is not None:
+                counts = token_counts(tokenizer, calib, model.get_input_embeddings().num_embeddings)
+                row["calibration"] = calibration
+            info = compress_model(model, make_config(method.name, **options), scope=scope, row_weights=counts)
             row["fit_seconds"] = round(time.perf_counter() - t0, 2)
             row["config"] = info["config"]
             row.update(size_fields(info["before"], info["after"], model))

@@ -12,10 +12,10 @@ from typing import Any
 import torch
 
 from ..errors import EmbcompressError
-from . import autoencoder, scalar, svd
+from . import autoencoder, mixed, pq, scalar, svd
 from .base import CompressedEmbedding
 
-METHODS = {m.NAME: m for m in (svd, autoencoder, scalar)}
+METHODS = {m.NAME: m for m in (svd, autoencoder, scalar, pq, mixed)}
 
 # preset name -> (method name, overrides of that method's defaults)
 PRESETS: dict[str, tuple[str, dict[str, Any]]] = {
@@ -24,6 +24,8 @@ PRESETS: dict[str, tuple[str, dict[str, Any]]] = {
     "autoencoder-fast": ("autoencoder", autoencoder.FAST),
     "autoencoder-elu": ("autoencoder", {**autoencoder.FAST, "activation": "elu"}),
     "int": ("int", {}),
+    "pq": ("pq", {}),
+    "mixed": ("mixed", {}),
 }
 
 
@@ -46,9 +48,15 @@ def make_config(name: str, **options: Any):
     return cls(**{**preset, **options})
 
 
-def compress(weight: torch.Tensor, config) -> CompressedEmbedding:
-    """Compress one embedding matrix (V×d) with the method ``config`` names."""
-    return METHODS[config.method].fit(weight, config)
+def compress(weight: torch.Tensor, config, row_weights: torch.Tensor | None = None) -> CompressedEmbedding:
+    """Compress one embedding matrix (V×d) with the method ``config`` names.
+
+    ``row_weights`` (V,) are token importances (e.g. calibration counts) for methods that use them.
+    """
+    module = METHODS[config.method]
+    if row_weights is not None and "row_weights" in module.fit.__code__.co_varnames:
+        return module.fit(weight, config, row_weights=row_weights)
+    return module.fit(weight, config)
 
 
 def module_class(method: str) -> type[CompressedEmbedding]:

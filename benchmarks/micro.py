@@ -1,0 +1,123 @@
+"""Fit time, lookup throughput and load memory of every method on a real embedding matrix.
+
+Regenerate:  .venv/bin/python benchmarks/micro.py            (writes benchmarks/micro.md)
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+from safetensors import safe_open
+
+from embcompress import compress, make_config
+from embcompress.models import builtin_folder
+from embcompress.sweep import machine
+
+OUT = Path(__file__).with_name("micro.md")
+FIT = [  # (label, preset, options)
+    ("svd exact, CR 5", "svd", dict(ratio=5)),
+    ("svd randomized, CR 5", "svd", dict(ratio=5, randomized=True)),
+    ("autoencoder-fast, CR 5", "autoencoder-fast", dict(ratio=5, progress=False)),
+    ("autoencoder-fast, CR 10", "autoencoder-fast", dict(ratio=10, progress=False)),
+    ("int4 g32", "int", dict(bits=4)),
+    ("int2 g32", "int", dict(bits=2)),
+]
+
+
+def embedding(name: str) -> torch.Tensor:
+    folder = builtin_folder(name)
+    with safe_open(str(folder / "model.safetensors"), "pt") as f:
+        key = next(k for k in f.keys() if k.endswith("embed_tokens.weight"))
+        return f.get_tensor(key).float()
+
+
+def paper_epoch_seconds(w: torch.Tensor, ratio: float) -> float:
+    """The authors' settings take 30 epochs of batch-32 steps; time one epoch and scale."""
+    t0 = time.perf_counter()
+    compress(w, make_config("autoencoder", ratio=ratio, epochs=1, progress=False))
+    return time.perf_counter() - t0
+
+
+def lookup_seconds(module, ids, repeats=7) -> float:
+    with torch.inference_mode():
+        module(ids)
+        times = []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            module(ids)
+            times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+MEM_SNIPPET = """
+import resource, sys, torch
+from embcompress import load_compressed
+from embcompress.models import load_model
+if sys.argv[1] == "dense":
+    model, _ = load_model(sys.argv[2])
+else:
+    model = load_compressed(sys.argv[2])
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
+"""
+
+
+def peak_rss(kind: str, target: str) -> int:
+    out = subprocess.run([sys.executable, "-c", MEM_SNIPPET, kind, target], capture_output=True, text=True, check=True)
+    return int(out.stdout.strip().splitlines()[-1])
+
+
+def main():
+    torch.manual_seed(0)
+    lines = [f"# Micro benchmarks\n\nMachine: {machine()}. Regenerate: `.venv/bin/python benchmarks/micro.py`.\n"]
+    w = embedding("gemma3-270m")
+    lines += [f"## Fit time on the gemma3-270m embedding ({w.shape[0]}×{w.shape[1]}), target ≤ 120 s\n",
+              "| method | seconds | stored bytes | bytes vs fp16 |", "| --- | --- | --- | --- |"]
+    modules = {}
+    for label, preset, opts in FIT:
+        t0 = time.perf_counter()
+        m = compress(w, make_config(preset, **opts))
+        sec = time.perf_counter() - t0
+        modules[label] = m
+        lines.append(f"| {label} | {sec:.1f} | {m.nbytes():,} | {w.numel() * 2 / m.nbytes():.2f}× |")
+        print(lines[-1], flush=True)
+    epoch = paper_epoch_seconds(w, 5)
+    lines.append(f"| autoencoder, the authors' settings (30 epochs × batch 32), CR 5 | {epoch * 30:.0f} "
+                 f"(one epoch measured: {epoch:.0f} s, ×30) | – | – |")
+    print(lines[-1], flush=True)
+
+    ids = torch.randint(0, w.shape[0], (32, 512))
+    dense = torch.nn.Embedding.from_pretrained(w)
+    base = lookup_seconds(dense, ids)
+    lines += ["", "## Lookup throughput, batch 32 × 512 token ids, target ≥ 0.5× of dense `nn.Embedding`\n",
+              "| module | ms per batch | tokens/s | vs dense |", "| --- | --- | --- | --- |",
+              f"| nn.Embedding (fp32) | {base * 1e3:.2f} | {ids.numel() / base:,.0f} | 1.00× |"]
+    for label, m in modules.items():
+        s = lookup_seconds(m, ids)
+        lines.append(f"| {label} | {s * 1e3:.2f} | {ids.numel() / s:,.0f} | {base / s:.2f}× |")
+        print(lines[-1], flush=True)
+
+    lines += ["", "## Peak memory (max RSS of a fresh process) when loading\n",
+              "| what is loaded | peak RSS |", "| --- | --- |"]
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in ("smollm2-135m", "gemma3-270m"):
+            lines.append(f"| {name}, uncompressed (`load_model`) | {peak_rss('dense', name) / 2**20:,.0f} MiB |")
+            for scope in ("input", "tied"):
+                folder = Path(tmp) / f"{name}-{scope}"
+                subprocess.run([str(Path(sys.executable).with_name("embcompress")), "compress", name, "-m", "int",
+                                "-o", "bits=4", "--scope", scope, "--out", str(folder)], check=True, capture_output=True)
+                lines.append(f"| {name}, int4 g32 {scope} scope (`load_compressed`) | "
+                             f"{peak_rss('compressed', str(folder)) / 2**20:,.0f} MiB |")
+                print(lines[-1], flush=True)
+    OUT.write_text("\n".join(lines) + "\n")
+    print(f"wrote {OUT}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,45 @@
+"""Token importance from a calibration text — never the text a result is reported on."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import zipfile
+from pathlib import Path
+
+import torch
+
+from .data import WIKITEXT_TEST, data_dir, data_file
+from .errors import EmbcompressError
+
+SQUAD_DEV = Path("squad") / "dev-v1.1.json.zip"
+NAMED = {"squad-contexts": "the paragraphs of SQuAD v1.1 dev (Wikipedia, disjoint from WikiText-2 test)"}
+EVAL_FILES = (WIKITEXT_TEST,)
+
+
+def calibration_text(source: str, explicit_data_dir: str | None = None) -> str:
+    """``squad-contexts`` or a path to a text file; refused when it is an evaluation text."""
+    if source == "squad-contexts":
+        path = data_file(SQUAD_DEV, explicit_data_dir)
+        if path is None:
+            raise EmbcompressError(f"{SQUAD_DEV} not found in the data dir; point --data-dir at it or give a text file")
+        with zipfile.ZipFile(path) as z:
+            data = json.loads(z.read("dev-v1.1.json"))
+        return "\n".join(p["context"] for a in data["data"] for p in a["paragraphs"])
+    path = Path(source)
+    if not path.is_file():
+        raise EmbcompressError(f"calibration text {source} not found; give a text file or one of: {', '.join(NAMED)}")
+    text = path.read_text(encoding="utf-8")
+    digest = hashlib.sha256(text.encode()).digest()
+    base = data_dir(explicit_data_dir)
+    for rel in EVAL_FILES:
+        ev = base / rel if base else None
+        if ev is not None and ev.is_file() and (ev.samefile(path) or hashlib.sha256(ev.read_bytes()).digest() == digest):
+            raise EmbcompressError(f"calibration text {source} is the evaluation text {rel}; tune on other text "
+                                   "(e.g. --calibration squad-contexts)")
+    return text
+
+
+def token_counts(tokenizer, text: str, vocab_size: int) -> torch.Tensor:
+    ids = tokenizer(text, add_special_tokens=False).input_ids
+    return torch.bincount(torch.tensor(ids, dtype=torch.long), minlength=vocab_size)[:vocab_size].float()

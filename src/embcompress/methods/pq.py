@@ -1,0 +1,97 @@
+"""Product quantization: each row is cut into sub-vectors of ``sub_dim`` values; each sub-vector is
+replaced by the index (uint8) of its nearest centroid in a per-subspace codebook of 256 fp16 centroids
+(k-means by faiss). ``shape_gain=True`` quantizes only each row's direction and stores its norm in
+fp16 (the paper's "direction is what you need", applied to quantization). Row weights (token
+importance) make k-means spend its centroids where the frequent tokens are.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..errors import EmbcompressError
+from .base import CompressedEmbedding, check_weight, dtype_name
+
+NAME = "pq"
+CENTROIDS = 256
+
+
+@dataclass
+class Config:
+    sub_dim: int = 4  # values per byte of code: 4 → 2 bits a value
+    shape_gain: bool = True
+    iterations: int = 25
+    seed: int = 1
+    method: str = NAME
+
+    def __post_init__(self):
+        if self.sub_dim < 1:
+            raise EmbcompressError(f"sub_dim must be at least 1 (got {self.sub_dim})")
+
+
+class ProductQuantizedEmbedding(CompressedEmbedding):
+    method = NAME
+
+    def __init__(self, num_embeddings, embedding_dim, sub_dim=4, shape_gain=True, **base):
+        super().__init__(num_embeddings, embedding_dim, **base)
+        self.sub_dim, self.shape_gain = sub_dim, bool(shape_gain)
+        subspaces = embedding_dim // sub_dim
+        self.register_buffer("codes", torch.empty(num_embeddings, subspaces, dtype=torch.uint8))
+        self.register_buffer("codebooks", torch.empty(subspaces, CENTROIDS, sub_dim, dtype=torch.float16))
+        if self.shape_gain:
+            self.register_buffer("norms", torch.empty(num_embeddings, dtype=torch.float16))
+
+    def method_spec(self):
+        return {"sub_dim": self.sub_dim, "shape_gain": self.shape_gain}
+
+    def decoder_parameter_names(self):
+        return ["codebooks"]
+
+    def decode(self, ids):
+        codes = self.codes[ids].long()  # (..., S)
+        subspace = torch.arange(codes.shape[-1], device=codes.device)
+        out = self.codebooks[subspace, codes].float().flatten(-2)  # (..., S, sub_dim) → (..., d)
+        if self.shape_gain:
+            out = F.normalize(out, dim=-1) * self.norms[ids].float().unsqueeze(-1)
+        return out
+
+
+Module = ProductQuantizedEmbedding
+
+
+def check_config(config: Config, dim: int) -> None:
+    if dim % config.sub_dim:
+        raise EmbcompressError(f"sub_dim {config.sub_dim} must divide the row length {dim}; try 2, 4 or 8")
+
+
+def fit(weight: torch.Tensor, config: Config, row_weights: torch.Tensor | None = None) -> ProductQuantizedEmbedding:
+    import faiss
+
+    check_weight(weight)
+    num_rows, dim = weight.shape
+    check_config(config, dim)
+    if num_rows < CENTROIDS:
+        raise EmbcompressError(f"product quantization needs at least {CENTROIDS} rows (got {num_rows}); use int")
+    w = weight.detach().float().cpu()
+    module = ProductQuantizedEmbedding(num_rows, dim, config.sub_dim, config.shape_gain,
+                                       output_dtype=dtype_name(weight.dtype))
+    if config.shape_gain:
+        norms = w.norm(dim=-1)
+        module.norms.copy_(norms.half())
+        w = w / norms.clamp_min(1e-12).unsqueeze(-1)
+    weights = None if row_weights is None else row_weights.float().cpu().numpy().astype(np.float32)
+    faiss.omp_set_num_threads(torch.get_num_threads())
+    for s in range(dim // config.sub_dim):
+        x = np.ascontiguousarray(w[:, s * config.sub_dim : (s + 1) * config.sub_dim].numpy())
+        km = faiss.Kmeans(config.sub_dim, CENTROIDS, niter=config.iterations, seed=config.seed + s, verbose=False,
+                          min_points_per_centroid=1)
+        km.train(x, weights=weights)
+        _, assign = km.index.search(x, 1)
+        module.codes[:, s] = torch.from_numpy(assign[:, 0].astype(np.uint8))
+        module.codebooks[s] = torch.from_numpy(km.centroids).half()
+    return module.to(weight.device)

@@ -1,0 +1,103 @@
+"""Product quantization, importance-aware mixed precision and calibration rules."""
+
+import pytest
+import torch
+
+from embcompress import EmbcompressError, compress, compress_model, load_compressed, make_config, save_compressed
+from embcompress.calibration import calibration_text, token_counts
+from embcompress.methods import mixed
+
+
+def clustered_matrix(rows=600, dim=16, sub_dim=4, distinct=10, seed=0):
+    """Every sub-vector is one of ``distinct`` patterns: PQ with 256 centroids can be exact."""
+    g = torch.Generator().manual_seed(seed)
+    parts = []
+    for _ in range(dim // sub_dim):
+        patterns = torch.randn(distinct, sub_dim, generator=g)
+        parts.append(patterns[torch.randint(0, distinct, (rows,), generator=g)])
+    return torch.cat(parts, dim=1)
+
+
+def test_pq_exact_on_clustered_rows_and_bytes_are_true():
+    w = clustered_matrix()
+    m = compress(w, make_config("pq", sub_dim=4, shape_gain=False))
+    assert torch.allclose(m.reconstruct(), w, atol=2e-3)  # fp16 codebooks
+    assert m.nbytes() == 600 * 4 + 4 * 256 * 4 * 2
+
+
+def test_pq_shape_gain_keeps_row_norms():
+    w = torch.randn(400, 16) * torch.linspace(0.1, 10, 400).unsqueeze(1)
+    m = compress(w, make_config("pq", sub_dim=8, shape_gain=True))
+    assert torch.allclose(m.reconstruct().norm(dim=-1), w.norm(dim=-1), rtol=2e-3)
+    cos = torch.nn.functional.cosine_similarity(m.reconstruct(), w, dim=-1)
+    assert cos.mean() > 0.5
+
+
+def test_mixed_meets_byte_budget_and_keeps_hot_rows_precise():
+    torch.manual_seed(0)
+    w = torch.randn(6000, 32)
+    for ratio in (4, 8):
+        m = compress(w, make_config("mixed", ratio=ratio))
+        budget = w.numel() * 2 / ratio
+        assert budget - mixed.hot_row_bytes(32, 8, 32) < m.nbytes() <= budget
+        assert m.num_hot > 0
+        hot = m.hot_ids.long()
+        assert torch.equal(hot, torch.arange(m.num_hot))  # token-id proxy: the lowest ids
+        err = (m.reconstruct() - w).norm(dim=-1) / w.norm(dim=-1)
+        assert err[hot].max() < 0.02 and err[m.num_hot :].mean() > 5 * err[hot].mean()
+        ids = torch.tensor([[0, 5999, 5], [m.num_hot, 3, 1000]])
+        assert torch.allclose(m(ids), m.reconstruct()[ids])
+
+
+def test_mixed_calibration_puts_counted_tokens_in_the_hot_tier():
+    w = torch.randn(1000, 32)
+    counts = torch.zeros(1000)  # budget at ratio 3: 21,333 bytes, the cold tier takes 19,384
+    counts[[900, 901, 950]] = torch.tensor([50.0, 40.0, 30.0])
+    m = compress(w, make_config("mixed", ratio=3, importance="calibration"), row_weights=counts)
+    assert {900, 901, 950} <= set(m.hot_ids.tolist())
+    with pytest.raises(EmbcompressError, match="needs token counts"):
+        compress(w, make_config("mixed", ratio=3, importance="calibration"))
+
+
+def test_mixed_refuses_unreachable_budget():
+    with pytest.raises(EmbcompressError, match="beyond what mixed can reach"):
+        compress(torch.randn(1000, 32), make_config("mixed", ratio=200))
+    with pytest.raises(EmbcompressError, match="importance must be"):
+        make_config("mixed", importance="vibes")
+
+
+def test_mixed_round_trip_in_a_model(tiny_lm_dir, tmp_path):
+    import transformers as tf
+
+    torch.manual_seed(0)
+    cfg = tf.LlamaConfig(vocab_size=2048, hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                         num_attention_heads=4, num_key_value_heads=2, tie_word_embeddings=True)
+    model = tf.LlamaForCausalLM(cfg).eval()
+    compress_model(model, make_config("mixed", ratio=2), scope="tied")
+    ids = torch.randint(0, 2048, (1, 9))
+    with torch.no_grad():
+        expected = model(input_ids=ids).logits
+    loaded = load_compressed(save_compressed(model, tmp_path / "m"))
+    with torch.no_grad():
+        assert torch.equal(loaded(input_ids=ids).logits, expected)
+
+
+def test_calibration_text_must_not_be_the_eval_text(data_dir, tmp_path):
+    with pytest.raises(EmbcompressError, match="is the evaluation text"):
+        calibration_text(str(data_dir / "wikitext" / "wiki.test.raw"), str(data_dir))
+    copy = tmp_path / "copy.txt"
+    copy.write_text((data_dir / "wikitext" / "wiki.test.raw").read_text())
+    with pytest.raises(EmbcompressError, match="is the evaluation text"):
+        calibration_text(str(copy), str(data_dir))
+    other = tmp_path / "other.txt"
+    other.write_text("some other text")
+    assert calibration_text(str(other), str(data_dir)) == "some other text"
+
+
+def test_token_counts():
+    from conftest import char_tokenizer
+
+    tok = char_tokenizer()
+    counts = token_counts(tok, "abca", 100)
+    a, b = tok("a", add_special_tokens=False).input_ids[0], tok("b", add_special_tokens=False).input_ids[0]
+    assert counts[a] == 2 and counts[b] == 1 and counts.sum() == 4
