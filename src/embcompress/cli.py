@@ -166,6 +166,24 @@ def perplexity(model, data_dir, max_tokens, window, stride, as_json):
                    f"{result['tokens_per_second']:.0f} tokens/s")
 
 
+@eval_group.command()
+@click.argument("model")
+@data_dir_option
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+def sts(model, data_dir, as_json):
+    """Zero-shot STS-B dev Spearman ×100 of MODEL (a sentence encoder, e.g. minilm-l6)."""
+    from .evaluate.registry import get_evaluation
+    from .models import load_any
+
+    ev = get_evaluation("sts")
+    m, tok = load_any(model, task=ev.task)
+    result = ev.run(m, tok, _settings(data_dir, None, None, None))
+    if as_json:
+        click.echo(json.dumps(result | {"model": model}))
+    else:
+        click.echo(f"{model}: STS-B dev Spearman {result['value']:.2f} (Pearson {result['pearson']:.2f}, {result['pairs']} pairs)")
+
+
 @cli.command()
 @click.option("--models", default="smollm2-135m", show_default=True, help="Comma-separated models.")
 @click.option("--methods", "methods_", default="svd,autoencoder-fast", show_default=True,

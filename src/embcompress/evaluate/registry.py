@@ -36,8 +36,16 @@ def _perplexity(model, tokenizer, s: EvalSettings) -> dict[str, Any]:
     return {"value": res.perplexity, "data": "wikitext-2-raw test", **res.as_dict()}
 
 
+def _sts(model, tokenizer, s: EvalSettings) -> dict[str, Any]:
+    from .sts import sts_zero_shot, stsb_dev
+
+    res = sts_zero_shot(model, tokenizer, *stsb_dev(s.data_dir), progress=s.progress)
+    return {"value": res.spearman, "pearson": res.pearson, "pairs": res.pairs, "data": "STS-B dev"}
+
+
 EVALUATIONS: dict[str, Evaluation] = {
     "perplexity": Evaluation("perplexity", "causal-lm", "perplexity", False, _perplexity),
+    "sts": Evaluation("sts", "encoder", "spearman x100", True, _sts),
 }
 
 
