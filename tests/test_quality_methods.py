@@ -101,3 +101,58 @@ def test_token_counts():
     counts = token_counts(tok, "abca", 100)
     a, b = tok("a", add_special_tokens=False).input_ids[0], tok("b", add_special_tokens=False).input_ids[0]
     assert counts[a] == 2 and counts[b] == 1 and counts.sum() == 4
+
+
+def test_tiered_budget_is_exact_and_important_rows_get_more_bits():
+    torch.manual_seed(0)
+    w = torch.randn(3000, 64)
+    for ratio in (6, 8, 16):
+        m = compress(w, make_config("tiered", ratio=ratio, tiers="4:32,3:32,2:32,2:64,0"))
+        assert m.nbytes() <= w.numel() * 2 / ratio
+        assert m.nbytes() > w.numel() * 2 / ratio - 64  # the budget is used up to one row's worth
+        tiers = m.tier_of_row.long()
+        # token-id importance: tier indices never get better (smaller) as ids grow, on average
+        assert tiers[:300].float().mean() < tiers[-300:].float().mean()
+        ids = torch.randint(0, 3000, (3, 7))
+        assert torch.allclose(m(ids), m.reconstruct()[ids])
+    m8 = compress(w, make_config("tiered", ratio=8, tiers="4:32,3:32,2:32,2:64,0"))
+    err = (m8.reconstruct() - w).norm(dim=-1) / w.norm(dim=-1)
+    assert err[:100].mean() < 0.2 and err[-100:].mean() > 0.5
+
+
+def test_tiered_allocation_minimises_weighted_error():
+    from embcompress.methods.tiered import allocate
+
+    errors = torch.tensor([[0.0, 1.0], [0.0, 1.0], [0.0, 1.0]], dtype=torch.float64)
+    weights = torch.tensor([1.0, 5.0, 2.0], dtype=torch.float64)
+    row_bytes = torch.tensor([10.0, 0.0], dtype=torch.float64)
+    # budget for one precise row: it must go to the most important one
+    assert allocate(errors, weights, row_bytes, 10.0).tolist() == [1, 0, 1]
+    assert allocate(errors, weights, row_bytes, 20.0).tolist() == [1, 0, 0]
+
+
+def test_tiered_calibration_and_bad_tiers():
+    w = torch.randn(2000, 32)
+    counts = torch.zeros(2000)
+    counts[1990:] = 1000.0
+    m = compress(w, make_config("tiered", ratio=8, importance="calibration", tiers="4:32,2:32,0"), row_weights=counts)
+    assert (m.tier_of_row[1990:] == 0).all()
+    with pytest.raises(EmbcompressError, match="bits:group_size"):
+        make_config("tiered", tiers="4:32,x")
+    with pytest.raises(EmbcompressError, match="below what these tiers can reach"):
+        compress(w, make_config("tiered", ratio=8, tiers="4:32,3:32"))
+
+
+def test_tiered_round_trip_in_a_model(tmp_path):
+    import transformers as tf
+
+    torch.manual_seed(0)
+    cfg = tf.GPT2Config(vocab_size=300, n_embd=32, n_layer=1, n_head=4, n_positions=32, bos_token_id=1, eos_token_id=2)
+    model = tf.GPT2LMHeadModel(cfg).eval()
+    compress_model(model, make_config("tiered", ratio=6, tiers="4:32,2:32,0"), scope="tied")
+    ids = torch.randint(0, 300, (2, 9))
+    with torch.no_grad():
+        expected = model(input_ids=ids).logits
+    loaded = load_compressed(save_compressed(model, tmp_path / "t"))
+    with torch.no_grad():
+        assert torch.equal(loaded(input_ids=ids).logits, expected)

@@ -12,10 +12,10 @@ from typing import Any
 import torch
 
 from ..errors import EmbcompressError
-from . import autoencoder, mixed, pq, scalar, svd
+from . import autoencoder, mixed, pq, scalar, svd, tiered
 from .base import CompressedEmbedding
 
-METHODS = {m.NAME: m for m in (svd, autoencoder, scalar, pq, mixed)}
+METHODS = {m.NAME: m for m in (svd, autoencoder, scalar, pq, mixed, tiered)}
 
 # preset name -> (method name, overrides of that method's defaults)
 PRESETS: dict[str, tuple[str, dict[str, Any]]] = {
@@ -26,6 +26,7 @@ PRESETS: dict[str, tuple[str, dict[str, Any]]] = {
     "int": ("int", {}),
     "pq": ("pq", {}),
     "mixed": ("mixed", {}),
+    "tiered": ("tiered", {}),
 }
 
 

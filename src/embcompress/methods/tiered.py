@@ -1,0 +1,157 @@
+"""Importance-aware bit allocation across scalar-quantized tiers, under an exact byte budget.
+
+Every row gets one tier (e.g. int4, int3, int2 per 32 values, int2 per 128, or dropped) chosen by a
+Lagrangian rate–distortion allocation: row i takes the tier minimising
+``importance_i · relative_error_i(tier) + λ · bytes(tier)``, with λ found by bisection so the total,
+a 1-byte tier code per row included, fits the budget. Measured on SmolLM2, quantization noise is far
+less harmful than low-rank or product-quantization error of the same size, and the damage sits on
+frequent tokens: this spends the bytes there. Importance: ``token-id`` (data-free; BPE ids follow merge
+order, so low ids are frequent) or ``calibration`` counts from a text that is not the evaluation text.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from ..errors import EmbcompressError
+from . import scalar
+from .base import CompressedEmbedding, check_ratio, check_weight, dtype_name
+
+NAME = "tiered"
+IMPORTANCE = ("token-id", "calibration")
+
+
+@dataclass
+class Config:
+    ratio: float = 8.0  # bytes of the fp16 matrix / bytes stored (everything counted)
+    tiers: str = "4:32,3:32,2:32,2:64,0"  # bits:group_size, best first; "0" drops a row (zeros)
+    importance: str = "token-id"
+    method: str = NAME
+
+    def __post_init__(self):
+        check_ratio(self.ratio)
+        if self.importance not in IMPORTANCE:
+            raise EmbcompressError(f"importance must be one of {', '.join(IMPORTANCE)} (got {self.importance!r})")
+        parse_tiers(self.tiers)
+
+
+def parse_tiers(text: str) -> list[tuple[int, int]]:
+    tiers = []
+    for item in text.split(","):
+        bits, _, group = item.strip().partition(":")
+        try:
+            tiers.append((int(bits), int(group or 0)))
+        except ValueError:
+            raise EmbcompressError(f"tier {item!r} must look like bits:group_size (e.g. 4:32) or 0") from None
+    if not tiers or len(tiers) > 255:
+        raise EmbcompressError("give between 1 and 255 tiers, e.g. --option tiers=4:32,2:32,0")
+    return tiers
+
+
+def tier_row_bytes(dim: int, bits: int, group: int) -> int:
+    return 0 if bits == 0 else dim * bits // 8 + (dim // group) * 2
+
+
+class TieredEmbedding(CompressedEmbedding):
+    method = NAME
+
+    def __init__(self, num_embeddings, embedding_dim, tiers=(), tier_rows=(), **base):
+        super().__init__(num_embeddings, embedding_dim, **base)
+        self.tiers = [tuple(t) for t in tiers]
+        self.tier_rows = list(tier_rows)
+        self.register_buffer("tier_of_row", torch.empty(num_embeddings, dtype=torch.uint8))
+        self.parts = nn.ModuleList(
+            scalar.QuantizedEmbedding(n, embedding_dim, bits, group) if bits else nn.Identity()
+            for (bits, group), n in zip(self.tiers, self.tier_rows)
+        )
+        self._slots = None  # row → index inside its tier; derived from tier_of_row, so not stored
+        self.register_load_state_dict_post_hook(lambda module, _: setattr(module, "_slots", None))
+
+    def method_spec(self):
+        return {"tiers": self.tiers, "tier_rows": self.tier_rows}
+
+    def slots(self) -> torch.Tensor:
+        if self._slots is None or self._slots.device != self.tier_of_row.device:
+            t = self.tier_of_row.long()
+            onehot = torch.nn.functional.one_hot(t, len(self.tiers))
+            self._slots = ((onehot.cumsum(0) - 1) * onehot).sum(-1)
+        return self._slots
+
+    def decode(self, ids):
+        tier, slot = self.tier_of_row[ids].long(), self.slots()[ids]
+        out = torch.zeros(*ids.shape, self.embedding_dim, device=ids.device)
+        for k, part in enumerate(self.parts):
+            mask = tier == k
+            if self.tiers[k][0] and mask.any():
+                out[mask] = part.decode(slot[mask])
+        return out
+
+
+Module = TieredEmbedding
+
+
+def importance_weights(num_rows: int, config: Config, row_weights: torch.Tensor | None) -> torch.Tensor:
+    if config.importance == "calibration":
+        if row_weights is None:
+            raise EmbcompressError("importance=calibration needs token counts: pass --calibration FILE")
+        counts = row_weights.float().cpu()
+        return (counts + 0.5) / (counts.sum() + 0.5 * num_rows)
+    return 1.0 / (torch.arange(num_rows, dtype=torch.float32) + 100.0)  # Zipf-like in token id
+
+
+def allocate(errors: torch.Tensor, weights: torch.Tensor, row_bytes: torch.Tensor, budget: float) -> torch.Tensor:
+    """Tier per row minimising Σ w·err subject to Σ bytes ≤ budget (Lagrangian bisection on λ)."""
+    def choose(lam):
+        return torch.argmin(weights[:, None] * errors + lam * row_bytes[None, :], dim=1)
+
+    if row_bytes[choose(0.0)].sum() <= budget:
+        return choose(0.0)
+    lo, hi = 0.0, 1.0
+    while row_bytes[choose(hi)].sum() > budget:
+        hi *= 4
+        if hi > 1e30:
+            raise EmbcompressError("the byte budget is below what the cheapest tier needs; ask for a smaller ratio")
+    for _ in range(60):
+        mid = (lo + hi) / 2
+        lo, hi = (lo, mid) if row_bytes[choose(mid)].sum() <= budget else (mid, hi)
+    return choose(hi)
+
+
+def fit(weight: torch.Tensor, config: Config, row_weights: torch.Tensor | None = None) -> TieredEmbedding:
+    check_weight(weight)
+    num_rows, dim = weight.shape
+    tiers = parse_tiers(config.tiers)
+    for bits, group in tiers:
+        if bits:
+            scalar.check_config(scalar.Config(bits, group), dim)
+    budget = num_rows * dim * 2 / config.ratio - num_rows  # the 1-byte tier codes are paid first
+    row_bytes = torch.tensor([tier_row_bytes(dim, b, g) for b, g in tiers], dtype=torch.float64)
+    if row_bytes.min() * num_rows > budget:
+        raise EmbcompressError(f"ratio {config.ratio} is below what these tiers can reach; add a cheaper tier (e.g. 0) or lower the ratio")
+    w = weight.detach().float()
+    norms = w.norm(dim=-1).clamp_min(1e-12)
+    errors, recon = [], []
+    for bits, group in tiers:
+        if bits == 0:
+            errors.append(torch.ones(num_rows))
+            recon.append(None)
+            continue
+        q = scalar.fit(w, scalar.Config(bits, group))
+        r = q.reconstruct()
+        errors.append(((r - w).norm(dim=-1) / norms).pow(2).cpu())
+        recon.append(q)
+    errors = torch.stack(errors, dim=1).double()
+    choice = allocate(errors, importance_weights(num_rows, config, row_weights).double(), row_bytes, budget)
+    counts = [int((choice == k).sum()) for k in range(len(tiers))]
+    module = TieredEmbedding(num_rows, dim, tiers, counts, output_dtype=dtype_name(weight.dtype))
+    module.tier_of_row.copy_(choice.to(torch.uint8))
+    for k, q in enumerate(recon):
+        if q is not None and counts[k]:
+            rows = (choice == k).nonzero().squeeze(1).to(q.packed.device)
+            part = module.parts[k]
+            part.packed.copy_(q.packed[rows])
+            part.scales.copy_(q.scales[rows])
+    return module.to(weight.device)
