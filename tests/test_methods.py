@@ -105,7 +105,7 @@ def test_bit_packing_round_trip(bits):
     assert torch.equal(unpack_bits(packed, bits, 64), v)
 
 
-@pytest.mark.parametrize("bits,max_rel_err", [(8, 0.01), (4, 0.12), (2, 0.6)])
+@pytest.mark.parametrize("bits,max_rel_err", [(8, 0.01), (4, 0.12), (2, 0.6), (1, 0.8)])
 def test_scalar_quantization_error_and_bytes(bits, max_rel_err):
     w = torch.randn(100, 64)
     m = compress(w, make_config("int", bits=bits, group_size=32))
@@ -139,7 +139,7 @@ def test_zero_point_quantization_beats_symmetric_on_shifted_rows():
         ("svd", {"rank": 16}, "between 1 and"),
         ("svd", {}, "exactly one of ratio or rank"),
         ("autoencoder", {"rank": 20}, "between 1 and"),
-        ("int", {"bits": 1}, "bits must be between 2 and 8"),
+        ("int", {"bits": 0}, "bits must be between 1 and 8"),
         ("int", {"bits": 4, "group_size": 5}, "must divide the row length"),
         ("int", {"bits": 8, "group_size": 2}, "no saving"),
     ],
@@ -164,3 +164,10 @@ def test_unknown_method_and_option_are_refused():
         make_config("pca")
     with pytest.raises(EmbcompressError, match="has no option"):
         make_config("svd", rank=3, bogus=1)
+
+
+def test_one_bit_is_sign_times_mean_abs():
+    w = torch.tensor([[1.0, -3.0, 2.0, -2.0] * 8])
+    m = compress(w, make_config("int", bits=1, group_size=32))
+    assert torch.allclose(m.reconstruct(), torch.sign(w) * 2.0)
+    assert m.nbytes() == 32 // 8 + 2

@@ -1,9 +1,10 @@
-"""Scalar quantization: int-k (k = 2…8) per group of g values of a row, fp16 scales, bit-packed.
+"""Scalar quantization: int-k (k = 1…8) per group of g values of a row, fp16 scales, bit-packed.
 
 Symmetric by default (one fp16 scale a group, llama.cpp Q4_0 style: the value of largest magnitude
 maps to the most negative level, so all 2^k levels are used); ``zero_point=True`` stores an fp16
 offset too (min/max, asymmetric). ``search_scale`` tries a grid of scales per group and keeps the one
-with the least squared error, which helps most at 2–3 bits.
+with the least squared error, which helps most at 2–3 bits. One bit is sign × the group's mean
+absolute value (the least-squares scale for signs).
 """
 
 from __future__ import annotations
@@ -29,13 +30,13 @@ class Config:
     method: str = NAME
 
     def __post_init__(self):  # fail before any model is loaded
-        if not (2 <= self.bits <= 8):
-            raise EmbcompressError(f"bits must be between 2 and 8 (got {self.bits})")
+        if not (1 <= self.bits <= 8):
+            raise EmbcompressError(f"bits must be between 1 and 8 (got {self.bits})")
 
 
 def check_config(config: Config, dim: int) -> None:
-    if not (2 <= config.bits <= 8):
-        raise EmbcompressError(f"bits must be between 2 and 8 (got {config.bits})")
+    if not (1 <= config.bits <= 8):
+        raise EmbcompressError(f"bits must be between 1 and 8 (got {config.bits})")
     if config.group_size < 1 or dim % config.group_size:
         raise EmbcompressError(f"group size {config.group_size} must divide the row length {dim}; try 32 or 64")
     if (dim * config.bits) % 8:
@@ -66,7 +67,9 @@ class QuantizedEmbedding(CompressedEmbedding):
     def decode(self, ids):
         q = unpack_bits(self.packed[ids], self.bits, self.embedding_dim).float()
         q = q.unflatten(-1, (-1, self.group_size))
-        if self.zero_point:
+        if self.bits == 1:
+            out = (2 * q - 1) * self.scales[ids].float().unsqueeze(-1)
+        elif self.zero_point:
             out = q * self.scales[ids].float().unsqueeze(-1) + self.offsets[ids].float().unsqueeze(-1)
         else:
             out = (q - 2 ** (self.bits - 1)) * self.scales[ids].float().unsqueeze(-1)
@@ -79,6 +82,8 @@ Module = QuantizedEmbedding
 def quantize_groups(x: torch.Tensor, bits: int, zero_point: bool, search_scale: bool):
     """x: (n, g) groups → (codes uint8 in [0, 2^bits), scale (n,), offset (n,) or None)."""
     levels = 2**bits
+    if bits == 1:  # sign × mean |x|, whatever zero_point says: two levels need no offset to be optimal
+        return (x >= 0).to(torch.uint8), x.abs().mean(-1).half().float(), None
     if zero_point:
         lo, hi = x.min(-1).values, x.max(-1).values
         candidates = [(lo, (hi - lo) / (levels - 1))]
@@ -131,6 +136,6 @@ def fit(weight: torch.Tensor, config: Config) -> QuantizedEmbedding:
                                         config.search_scale)
         module.packed[start : start + n] = pack_bits(q.reshape(n, dim), config.bits)
         module.scales[start : start + n] = scale.reshape(n, groups).half()
-        if config.zero_point:
+        if config.zero_point and off is not None:
             module.offsets[start : start + n] = off.reshape(n, groups).half()
     return module.to(weight.device)
