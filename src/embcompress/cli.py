@@ -184,6 +184,28 @@ def sts(model, data_dir, as_json):
         click.echo(f"{model}: STS-B dev Spearman {result['value']:.2f} (Pearson {result['pearson']:.2f}, {result['pairs']} pairs)")
 
 
+@eval_group.command("mlm-perplexity")
+@click.argument("model")
+@data_dir_option
+@click.option("--max-lines", type=int, default=None, help="Evaluate only the first N kept lines (quick runs).")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+def mlm_perplexity_cmd(model, data_dir, max_lines, as_json):
+    """Masked-LM pseudo-perplexity of MODEL with the paper's protocol (e.g. bert-base-uncased)."""
+    from .evaluate.registry import get_evaluation
+    from .models import load_any
+
+    ev = get_evaluation("mlm-perplexity")
+    m, tok = load_any(model, task=ev.task)
+    settings = _settings(data_dir, None, None, None)
+    settings.extra["max_lines"] = max_lines
+    result = ev.run(m, tok, settings)
+    if as_json:
+        click.echo(json.dumps(result | {"model": model}))
+    else:
+        click.echo(f"{model}: masked-LM pseudo-perplexity {result['value']:.3f} over {result['masked_tokens']:,} "
+                   f"masked tokens in {result['lines']:,} lines")
+
+
 @cli.command()
 @click.option("--models", default="smollm2-135m", show_default=True, help="Comma-separated models.")
 @click.option("--methods", "methods_", default="svd,autoencoder-fast", show_default=True,

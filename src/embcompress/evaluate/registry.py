@@ -43,9 +43,19 @@ def _sts(model, tokenizer, s: EvalSettings) -> dict[str, Any]:
     return {"value": res.spearman, "pearson": res.pearson, "pairs": res.pairs, "data": "STS-B dev"}
 
 
+def _mlm(model, tokenizer, s: EvalSettings) -> dict[str, Any]:
+    from ..data import wikitext2_test
+    from .mlm import mlm_perplexity
+
+    res = mlm_perplexity(model, tokenizer, wikitext2_test(s.data_dir), max_lines=s.extra.get("max_lines"),
+                         progress=s.progress)
+    return {"value": res.perplexity, "data": "wikitext-2-raw test (= wikitext-103 raw test)", **res.as_dict()}
+
+
 EVALUATIONS: dict[str, Evaluation] = {
     "perplexity": Evaluation("perplexity", "causal-lm", "perplexity", False, _perplexity),
     "sts": Evaluation("sts", "encoder", "spearman x100", True, _sts),
+    "mlm-perplexity": Evaluation("mlm-perplexity", "masked-lm", "pseudo-perplexity", False, _mlm),
 }
 
 
