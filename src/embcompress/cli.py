@@ -206,6 +206,36 @@ def mlm_perplexity_cmd(model, data_dir, max_lines, as_json):
                    f"masked tokens in {result['lines']:,} lines")
 
 
+@eval_group.command("glue")
+@click.argument("task")
+@click.argument("model")
+@data_dir_option
+@click.option("--max-train", type=int, default=None, help="Cap the training examples (CPU runs).")
+@click.option("--max-eval", type=int, default=None, help="Cap the dev examples.")
+@click.option("--epochs", type=float, default=3, show_default=True)
+@click.option("--batch-size", type=int, default=32, show_default=True)
+@click.option("--lr", type=float, default=2e-5, show_default=True)
+@click.option("--embedding-policy", type=click.Choice(["frozen", "decoder", "all", "paper"]), default="frozen",
+              show_default=True, help="How the embedding trains, identical for every method.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+def glue_cmd(task, model, data_dir, max_train, max_eval, epochs, batch_size, lr, embedding_policy, as_json):
+    """Fine-tune MODEL on GLUE TASK (cola, sst2, mrpc, stsb, rte) and report the dev-set metrics."""
+    from .evaluate.glue import GlueSettings, get_task, run_glue
+    from .models import load_any
+
+    get_task(task)
+    m, tok = load_any(model, task="encoder")
+    settings = GlueSettings(lr=lr, batch_size=batch_size, epochs=epochs, max_train_examples=max_train,
+                            max_eval_examples=max_eval, embedding_policy=embedding_policy)
+    result = run_glue(m, tok, task, settings, data_dir)
+    if as_json:
+        click.echo(json.dumps(result | {"model": model}))
+    else:
+        scores = ", ".join(f"{k} {result[k]:.2f}" for k in ("matthews", "accuracy", "f1", "pearson", "spearman") if k in result)
+        click.echo(f"{model} {result['task']} dev ({result['dev_examples']} examples, trained on "
+                   f"{result['train_examples']}): {scores}")
+
+
 @cli.command()
 @click.option("--models", default="smollm2-135m", show_default=True, help="Comma-separated models.")
 @click.option("--methods", "methods_", default="svd,autoencoder-fast", show_default=True,

@@ -52,10 +52,21 @@ def _mlm(model, tokenizer, s: EvalSettings) -> dict[str, Any]:
     return {"value": res.perplexity, "data": "wikitext-2-raw test (= wikitext-103 raw test)", **res.as_dict()}
 
 
+def _glue(task: str):
+    def run(model, tokenizer, s: EvalSettings) -> dict[str, Any]:
+        from .glue import GlueSettings, run_glue
+
+        return run_glue(model, tokenizer, task, GlueSettings(**s.extra.get("glue", {})), s.data_dir)
+
+    return run
+
+
 EVALUATIONS: dict[str, Evaluation] = {
     "perplexity": Evaluation("perplexity", "causal-lm", "perplexity", False, _perplexity),
     "sts": Evaluation("sts", "encoder", "spearman x100", True, _sts),
     "mlm-perplexity": Evaluation("mlm-perplexity", "masked-lm", "pseudo-perplexity", False, _mlm),
+    **{f"glue-{t}": Evaluation(f"glue-{t}", "encoder", m, True, _glue(t))
+       for t, m in (("cola", "matthews"), ("sst2", "accuracy"), ("mrpc", "f1"), ("stsb", "spearman"), ("rte", "accuracy"))},
 }
 
 

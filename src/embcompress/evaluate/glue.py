@@ -1,0 +1,212 @@
+"""GLUE fine-tuning (CoLA, SST-2, MRPC, STS-B, RTE) from the GLUE TSVs in the data dir; dev-set scores.
+
+Defaults are the paper's (max length 128, lr 2e-5, batch 32, 3 epochs, seed 22); CPU runs cap the
+training examples and epochs. How the (compressed) embedding trains is one policy, applied
+identically to every method: ``frozen`` (default), ``decoder`` (only parts shared by all rows:
+decoder, basis, codebooks), ``all`` (every embedding parameter), or ``paper`` (the authors' setting:
+autoencoder decoder trainable, its codes and both SVD factors frozen, an uncompressed embedding trained).
+"""
+
+from __future__ import annotations
+
+import csv
+import random
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from scipy.stats import pearsonr, spearmanr
+from sklearn.metrics import accuracy_score, f1_score, matthews_corrcoef
+from torch import nn
+from tqdm.auto import tqdm
+
+from ..data import data_dir
+from ..errors import EmbcompressError
+from ..methods import CompressedEmbedding
+from ..surgery import find_input_embedding
+
+POLICIES = ("frozen", "decoder", "all", "paper")
+
+
+@dataclass(frozen=True)
+class GlueTask:
+    name: str
+    folder: str
+    header: tuple[str, ...] | None  # expected header (None: the file has none)
+    text_columns: tuple[int, ...]
+    label_column: int
+    num_labels: int  # 1 = regression
+    metric: str  # the headline metric
+    quoted: bool = False
+
+
+GLUE_TASKS = {
+    t.name: t
+    for t in (
+        GlueTask("cola", "CoLA", None, (3,), 1, 2, "matthews"),
+        GlueTask("sst2", "SST-2", ("sentence", "label"), (0,), 1, 2, "accuracy"),
+        GlueTask("mrpc", "MRPC", ("Quality", "#1 ID", "#2 ID", "#1 String", "#2 String"), (3, 4), 0, 2, "f1"),
+        GlueTask("stsb", "STS-B", ("sentence1", "sentence2", "score"), (-3, -2), -1, 1, "spearman"),
+        GlueTask("rte", "RTE", ("sentence1", "sentence2", "label", "idx"), (0, 1), 2, 2, "accuracy", quoted=True),
+    )
+}
+RTE_LABELS = {"entailment": 0, "not_entailment": 1}
+
+
+@dataclass
+class GlueSettings:
+    max_length: int = 128
+    lr: float = 2e-5
+    batch_size: int = 32
+    epochs: float = 3
+    seed: int = 22
+    max_train_examples: int | None = None
+    max_eval_examples: int | None = None
+    embedding_policy: str = "frozen"
+    progress: bool = True
+
+
+def get_task(name: str) -> GlueTask:
+    key = name.lower().replace("-", "")
+    if key not in GLUE_TASKS:
+        raise EmbcompressError(f"unknown GLUE task {name!r}; choose one of: {', '.join(GLUE_TASKS)} "
+                               "(QNLI has no training split here)")
+    return GLUE_TASKS[key]
+
+
+def read_split(task: GlueTask, split: str, explicit_dir: str | None = None):
+    base = data_dir(explicit_dir)
+    path = (base or Path("<data dir>")) / "glue" / task.folder / f"{split}.tsv"
+    if not path.is_file():
+        raise EmbcompressError(f"{path} not found; put the GLUE {task.folder} files there or point --data-dir at them")
+    with path.open(encoding="utf-8-sig") as f:  # MRPC starts with a BOM
+        reader = csv.reader(f, delimiter="\t", quoting=csv.QUOTE_MINIMAL if task.quoted else csv.QUOTE_NONE)
+        rows = list(reader)
+    if task.header is not None:
+        header, rows = tuple(rows[0]), rows[1:]
+        got = header[-3:] if task.name == "stsb" else header
+        if got != task.header:
+            raise EmbcompressError(f"{path} has header {list(header)}; expected {list(task.header)}")
+    texts, labels = [], []
+    for row in rows:
+        if len(row) <= max(abs(c) for c in task.text_columns + (task.label_column,)):
+            continue
+        texts.append(tuple(row[c] for c in task.text_columns))
+        raw = row[task.label_column]
+        labels.append(float(raw) if task.num_labels == 1 else RTE_LABELS.get(raw, None) if raw in RTE_LABELS else int(raw))
+    return texts, labels
+
+
+def glue_metrics(task: GlueTask, preds: np.ndarray, labels: np.ndarray) -> dict[str, float]:
+    if task.num_labels == 1:
+        return {"pearson": 100 * pearsonr(preds, labels).statistic, "spearman": 100 * spearmanr(preds, labels).statistic}
+    out = {"accuracy": 100 * accuracy_score(labels, preds)}
+    if task.name == "cola":
+        out["matthews"] = 100 * matthews_corrcoef(labels, preds)
+    if task.name == "mrpc":
+        out["f1"] = 100 * f1_score(labels, preds)
+    return out
+
+
+def apply_embedding_policy(model: nn.Module, policy: str) -> None:
+    if policy not in POLICIES:
+        raise EmbcompressError(f"unknown embedding policy {policy!r}; use one of {', '.join(POLICIES)}")
+    emb = find_input_embedding(model)
+    emb.requires_grad_(False)
+    compressed = isinstance(emb, CompressedEmbedding)
+    if policy == "all" or (policy == "paper" and not compressed):
+        trainable = [n for n, p in emb.named_parameters()]
+    elif policy == "decoder" or (policy == "paper" and emb.method == "autoencoder"):
+        trainable = emb.decoder_parameter_names() if compressed else []
+    else:
+        trainable = []
+    params = dict(emb.named_parameters())
+    for name in trainable:
+        if name in params:
+            params[name].requires_grad_(True)
+
+
+def classifier_from(base: nn.Module, tokenizer, num_labels: int) -> nn.Module:
+    """A sequence-classification model around ``base``'s body (its compressed embedding included)."""
+    import transformers
+
+    config = base.config
+    config.num_labels = num_labels
+    config.problem_type = "regression" if num_labels == 1 else "single_label_classification"
+    if getattr(config, "pad_token_id", None) is None:
+        config.pad_token_id = tokenizer.pad_token_id
+    try:
+        model = transformers.AutoModelForSequenceClassification.from_config(config)
+    except ValueError:
+        raise EmbcompressError(f"{type(base).__name__} has no sequence-classification head in transformers; "
+                               "use an encoder such as minilm-l6") from None
+    setattr(model, model.base_model_prefix, base.base_model)
+    return model
+
+
+def encode(tokenizer, texts, max_length):
+    if len(texts[0]) == 2:
+        a, b = zip(*texts)
+        return tokenizer(list(a), list(b), truncation=True, max_length=max_length, padding=True, return_tensors="pt")
+    return tokenizer([t[0] for t in texts], truncation=True, max_length=max_length, padding=True, return_tensors="pt")
+
+
+def run_glue(base: nn.Module, tokenizer, task_name: str, settings: GlueSettings, explicit_dir: str | None = None):
+    task = get_task(task_name)
+    train_x, train_y = read_split(task, "train", explicit_dir)
+    dev_x, dev_y = read_split(task, "dev", explicit_dir)
+    if len(train_x[0]) == 2 and tokenizer.sep_token is None:
+        raise EmbcompressError(f"{task.name} needs sentence pairs but this tokenizer has no separator token; "
+                               "use a model whose tokenizer encodes pairs (BERT-style)")
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    rng = random.Random(settings.seed)
+    order = list(range(len(train_x)))
+    rng.shuffle(order)
+    if settings.max_train_examples:
+        order = order[: settings.max_train_examples]
+    if settings.max_eval_examples:
+        dev_x, dev_y = dev_x[: settings.max_eval_examples], dev_y[: settings.max_eval_examples]
+    torch.manual_seed(settings.seed)
+    model = classifier_from(base, tokenizer, task.num_labels)
+    model.train()
+    for p in model.parameters():
+        p.requires_grad_(True)
+    apply_embedding_policy(model, settings.embedding_policy)
+    device = next(model.parameters()).device
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=settings.lr, weight_decay=0.0)
+    steps_per_epoch = max(1, -(-len(order) // settings.batch_size))
+    total_steps = max(1, int(steps_per_epoch * settings.epochs))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: max(0.0, 1 - s / total_steps))
+    bar = tqdm(total=total_steps, desc=f"fine-tune {task.name}", disable=not settings.progress, leave=False)
+    step = 0
+    while step < total_steps:
+        for start in range(0, len(order), settings.batch_size):
+            if step >= total_steps:
+                break
+            idx = order[start : start + settings.batch_size]
+            batch = encode(tokenizer, [train_x[i] for i in idx], settings.max_length).to(device)
+            dtype = torch.float32 if task.num_labels == 1 else torch.long
+            labels = torch.tensor([train_y[i] for i in idx], dtype=dtype, device=device)
+            loss = model(**batch, labels=labels).loss
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            step += 1
+            bar.update(1)
+            bar.set_postfix(loss=f"{loss.item():.4f}")
+        rng.shuffle(order)
+    bar.close()
+    model.eval()
+    preds = []
+    with torch.inference_mode():
+        for start in range(0, len(dev_x), 64):
+            logits = model(**encode(tokenizer, dev_x[start : start + 64], settings.max_length).to(device)).logits
+            preds.append(logits.squeeze(-1) if task.num_labels == 1 else logits.argmax(-1))
+    preds = torch.cat(preds).float().cpu().numpy()
+    scores = glue_metrics(task, preds, np.asarray(dev_y))
+    return {"task": task.name, "metric": task.metric, "value": scores[task.metric], **scores,
+            "train_examples": len(order), "dev_examples": len(dev_y), "settings": asdict(settings)}
