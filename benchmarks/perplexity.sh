@@ -1,11 +1,34 @@
 #!/usr/bin/env bash
 # Perplexity of SVD and the paper's autoencoder (fast preset) against uncompressed and int-k, input
-# scope, on a prefix of WikiText-2 raw test (see benchmarks/perplexity.md for why not all of it).
-# Regenerate: bash benchmarks/perplexity.sh   (resumes if interrupted)
+# scope, on a prefix of WikiText-2 raw test (see the note in benchmarks/perplexity.md).
+# Regenerate: bash benchmarks/perplexity.sh   (resumes if interrupted; writes benchmarks/perplexity.md)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 EC=.venv/bin/embcompress
+R=benchmarks/results
 $EC sweep --models smollm2-135m --methods "svd;autoencoder-fast;int:bits=4;int:bits=2" --ratios 2.5,5,10 \
-  --max-tokens 32768 --out benchmarks/results/perplexity-smollm2.jsonl --plot benchmarks/results/perplexity-smollm2.png
+  --max-tokens 32768 --out $R/perplexity-smollm2.jsonl --plot $R/perplexity-smollm2.png > /dev/null
 $EC sweep --models gemma3-270m --methods "svd;autoencoder-fast;int:bits=4" --ratios 2.5,5,10 \
-  --max-tokens 4096 --out benchmarks/results/perplexity-gemma3.jsonl --plot benchmarks/results/perplexity-gemma3.png
+  --max-tokens 4096 --out $R/perplexity-gemma3.jsonl --plot $R/perplexity-gemma3.png > /dev/null
+{
+  echo "# Perplexity: SVD against the paper's autoencoder on causal LMs"
+  echo
+  echo "Command: \`bash benchmarks/perplexity.sh\`. Machine: $(.venv/bin/python -c 'from embcompress.sweep import machine; print(machine())')."
+  echo "WikiText-2 raw test, window 1024, stride 512 (BOS per tokenizer), input scope (the output head keeps"
+  echo "the original matrix). SmolLM2: first 32,768 tokens; Gemma-3: first 4,096 tokens. The full test split"
+  echo "(~290k tokens) costs ~25 min per cell for SmolLM2 and ~2 h per cell for Gemma on this 2-core CPU;"
+  echo "run \`embcompress sweep --max-tokens 0 ...\` for it."
+  echo
+  echo "## SmolLM2-135M"
+  echo
+  $EC report $R/perplexity-smollm2.jsonl --plot $R/perplexity-smollm2.png | sed '/^plot:/d'
+  echo
+  echo "![smollm2](results/perplexity-smollm2.png)"
+  echo
+  echo "## Gemma-3-270M"
+  echo
+  $EC report $R/perplexity-gemma3.jsonl --plot $R/perplexity-gemma3.png | sed '/^plot:/d'
+  echo
+  echo "![gemma3](results/perplexity-gemma3.png)"
+} > benchmarks/.perplexity.md.tmp
+mv benchmarks/.perplexity.md.tmp benchmarks/perplexity.md

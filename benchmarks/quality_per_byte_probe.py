@@ -1,0 +1,51 @@
+"""Design probe for issue 5 on a *validation* text, never the reported WikiText-2 test:
+SQuAD v1.1 dev articles 0-23 give the calibration token counts, articles 24-47 are the text whose
+perplexity (first 4096 tokens, SmolLM2-135M, input scope) guides the design.
+
+Regenerate: .venv/bin/python benchmarks/quality_per_byte_probe.py   (prints one line per config)
+"""
+
+import copy
+import json
+import time
+import zipfile
+
+from embcompress import compress_model, make_config
+from embcompress.calibration import SQUAD_DEV, token_counts
+from embcompress.data import data_file
+from embcompress.evaluate.perplexity import causal_perplexity
+from embcompress.models import load_model
+
+TIERS_1BIT = "4:32,3:32,2:32,2:64,1:32,1:64,0"
+RUNS = [
+    ("int", dict(bits=2)),
+    ("tiered", dict(ratio=8, importance="calibration", tiers=TIERS_1BIT)),
+    ("tiered", dict(ratio=8, tiers=TIERS_1BIT)),
+    ("tiered", dict(ratio=8, importance="calibration")),
+    ("mixed", dict(ratio=8)),
+    ("tiered", dict(ratio=16, importance="calibration", tiers=TIERS_1BIT)),
+]
+
+
+def main():
+    data = json.loads(zipfile.ZipFile(data_file(SQUAD_DEV)).read("dev-v1.1.json"))["data"]
+    calib = "\n".join(p["context"] for a in data[:24] for p in a["paragraphs"])
+    valid = "\n".join(p["context"] for a in data[24:] for p in a["paragraphs"])
+    model, tok = load_model("smollm2-135m")
+    vocab = model.get_input_embeddings().num_embeddings
+    counts = token_counts(tok, calib, vocab)
+    base = causal_perplexity(model, tok, valid, max_tokens=4096, progress=False).perplexity
+    print(f"uncompressed validation perplexity {base:.3f}", flush=True)
+    for name, opts in RUNS:
+        m = copy.deepcopy(model)
+        t0 = time.perf_counter()
+        compress_model(m, make_config(name, **opts), row_weights=counts)
+        emb = m.get_input_embeddings()
+        ppl = causal_perplexity(m, tok, valid, max_tokens=4096, progress=False).perplexity
+        print(f"{name} {opts}: {vocab * emb.embedding_dim * 2 / emb.nbytes():.2f}x bytes vs fp16, "
+              f"tiers {getattr(emb, 'tier_rows', '-')}, perplexity {ppl:.3f} ({(ppl / base - 1) * 100:+.1f} %), "
+              f"fit+eval {time.perf_counter() - t0:.0f} s", flush=True)
+
+
+if __name__ == "__main__":
+    main()
