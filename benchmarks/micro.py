@@ -5,7 +5,6 @@ Regenerate:  .venv/bin/python benchmarks/micro.py            (writes benchmarks/
 
 from __future__ import annotations
 
-import json
 import statistics
 import subprocess
 import sys
@@ -56,15 +55,16 @@ def lookup_seconds(module, ids, repeats=7) -> float:
     return statistics.median(times)
 
 
+# VmHWM, not ru_maxrss: ru_maxrss survives fork+exec, so a child would report the parent's peak.
 MEM_SNIPPET = """
-import resource, sys, torch
+import re, sys, torch
 from embcompress import load_compressed
 from embcompress.models import load_model
 if sys.argv[1] == "dense":
     model, _ = load_model(sys.argv[2])
 else:
     model = load_compressed(sys.argv[2])
-print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
+print(int(re.search(r"VmHWM:\\s+(\\d+) kB", open("/proc/self/status").read()).group(1)) * 1024)
 """
 
 
@@ -103,7 +103,7 @@ def main():
         lines.append(f"| {label} | {s * 1e3:.2f} | {ids.numel() / s:,.0f} | {base / s:.2f}× |")
         print(lines[-1], flush=True)
 
-    lines += ["", "## Peak memory (max RSS of a fresh process) when loading\n",
+    lines += ["", "## Peak memory (VmHWM of a fresh process: imports, model and weights) when loading\n",
               "| what is loaded | peak RSS |", "| --- | --- |"]
     with tempfile.TemporaryDirectory() as tmp:
         for name in ("smollm2-135m", "gemma3-270m"):

@@ -8,7 +8,7 @@ from typing import Any
 
 from .sweep import UNCOMPRESSED, read_results
 
-RatioKey = "bytes_ratio_vs_fp16"
+RATIO_KEY = "bytes_ratio_vs_fp16"
 
 
 def _latest(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -33,7 +33,7 @@ def markdown_table(rows: list[dict[str, Any]]) -> str:
         delta = "" if ref is None or r["method"] == UNCOMPRESSED else f"{(r['value'] / ref - 1) * 100:+.1f} %"
         lines.append(
             f"| {r['model']} | {r['eval']} | {r['method']} | {r['scope']} | {r.get('ratio_target') or '–'} | "
-            f"{r['embedding_ratio']:.2f}× | {r[RatioKey]:.2f}× | {r['value']:.4g} | {delta} | {r.get('fit_seconds', '–')} |"
+            f"{r['embedding_ratio']:.2f}× | {r[RATIO_KEY]:.2f}× | {r['value']:.4g} | {delta} | {r.get('fit_seconds', '–')} |"
         )
     return "\n".join(lines)
 
@@ -56,7 +56,7 @@ def plot(rows: list[dict[str, Any]], out_png: str | Path) -> Path:
                 ref = r
             else:
                 label = r["method"] if r["scope"] == "input" else f"{r['method']} ({r['scope']} scope)"
-                lines[label].append((r[RatioKey], r["value"]))
+                lines[label].append((r[RATIO_KEY], r["value"]))
         for label, points in sorted(lines.items()):
             xs, ys = zip(*sorted(points))
             ax.plot(xs, ys, marker="o", label=label)

@@ -108,7 +108,7 @@ def machine() -> str:
     return f"{platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, {platform.python_version()}"
 
 
-def plan(models, methods: list[MethodSpec], ratios, evals, scope) -> Iterator[tuple[str, MethodSpec, float | None, str]]:
+def plan(models, methods: list[MethodSpec], ratios, evals) -> Iterator[tuple[str, MethodSpec, float | None, str]]:
     for model in models:
         for ev in evals:
             yield model, MethodSpec(UNCOMPRESSED), None, ev
@@ -130,7 +130,7 @@ def run_sweep(models: list[str], methods: list[MethodSpec], ratios: list[float],
     for ev in evals:
         get_evaluation(ev)
     done = {cell_key(r) for r in read_results(out)}
-    cells = list(plan(models, methods, ratios, evals, scope))
+    cells = list(plan(models, methods, ratios, evals))
     todo = [c for c in cells if (c[0], c[1].label, c[2], scope, c[3], settings.max_tokens) not in done]
     log(f"{len(cells)} cells, {len(cells) - len(todo)} already in {out}, {len(todo)} to run")
     loaded: dict[tuple[str, str], Any] = {}

@@ -7,7 +7,6 @@ decoder are kept; the encoder is thrown away. Defaults are the authors' settings
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
@@ -16,6 +15,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ..device import default_device
+from ..errors import EmbcompressError
 from .base import CompressedEmbedding, SizeConfig, check_weight, dtype_from_name, dtype_name, resolve_rank
 
 NAME = "autoencoder"
@@ -138,8 +138,6 @@ class _Autoencoder(nn.Module):
 def fit(weight: torch.Tensor, config: Config) -> AutoencoderEmbedding:
     check_weight(weight)
     if config.activation not in ACTIVATIONS:
-        from ..errors import EmbcompressError
-
         raise EmbcompressError(f"unknown activation {config.activation!r}; use one of {', '.join(ACTIVATIONS)}")
     num_rows, dim = weight.shape
     k = resolve_rank(config, num_rows, dim, rank_for_ratio)

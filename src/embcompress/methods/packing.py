@@ -22,6 +22,9 @@ def unpack_bits(packed: torch.Tensor, bits: int, n: int) -> torch.Tensor:
     if bits == 8:
         return packed
     *lead, _ = packed.shape
+    if 8 % bits == 0:  # whole values per byte: one shift-and-mask, the lookup hot path
+        shifts = torch.arange(0, 8, bits, device=packed.device, dtype=torch.uint8)
+        return ((packed.unsqueeze(-1) >> shifts) & (2**bits - 1)).reshape(*lead, n)
     shifts = torch.arange(8, device=packed.device, dtype=torch.uint8)
     planes = ((packed.unsqueeze(-1) >> shifts) & 1).reshape(*lead, n, bits)
     weights = torch.ones(bits, dtype=torch.uint8, device=packed.device) << torch.arange(bits, dtype=torch.uint8, device=packed.device)

@@ -12,7 +12,6 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from ..errors import EmbcompressError
 from .base import CompressedEmbedding, check_weight, dtype_name

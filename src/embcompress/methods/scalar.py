@@ -12,7 +12,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-from torch import nn
 
 from ..errors import EmbcompressError
 from .base import CompressedEmbedding, check_weight, dtype_name
@@ -65,15 +64,17 @@ class QuantizedEmbedding(CompressedEmbedding):
         return {"bits": self.bits, "group_size": self.group_size, "zero_point": self.zero_point}
 
     def decode(self, ids):
-        q = unpack_bits(self.packed[ids], self.bits, self.embedding_dim).float()
-        q = q.unflatten(-1, (-1, self.group_size))
+        # in place on one float buffer: allocation and passes over memory dominate lookups
+        out = unpack_bits(self.packed[ids], self.bits, self.embedding_dim).float()
+        grouped = out.unflatten(-1, (-1, self.group_size))
+        scales = self.scales[ids].float().unsqueeze(-1)
         if self.bits == 1:
-            out = (2 * q - 1) * self.scales[ids].float().unsqueeze(-1)
+            grouped.mul_(2).sub_(1).mul_(scales)
         elif self.zero_point:
-            out = q * self.scales[ids].float().unsqueeze(-1) + self.offsets[ids].float().unsqueeze(-1)
+            grouped.mul_(scales).add_(self.offsets[ids].float().unsqueeze(-1))
         else:
-            out = (q - 2 ** (self.bits - 1)) * self.scales[ids].float().unsqueeze(-1)
-        return out.flatten(-2)
+            grouped.sub_(2 ** (self.bits - 1)).mul_(scales)
+        return out
 
 
 Module = QuantizedEmbedding
