@@ -115,6 +115,10 @@ def main():
                 lines.append(f"| {name}, int4 g32 {scope} scope (`load_compressed`) | "
                              f"{peak_rss('compressed', str(folder)) / 2**20:,.0f} MiB |")
                 print(lines[-1], flush=True)
+    lines += ["", "`load_compressed` copies every tensor once (aligned copies keep logits bit-identical to the saved "
+              "model) while the file is mapped, so its peak holds the file's pages plus the copies; `load_model` "
+              "keeps transformers' lazily mapped weights. Lowering this peak (copy tensor by tensor, unmap as it "
+              "goes) is open work."]
     OUT.write_text("\n".join(lines) + "\n")
     print(f"wrote {OUT}")
 
