@@ -66,22 +66,6 @@ def test_mixed_refuses_unreachable_budget():
         make_config("mixed", importance="vibes")
 
 
-def test_mixed_round_trip_in_a_model(tiny_lm_dir, tmp_path):
-    import transformers as tf
-
-    torch.manual_seed(0)
-    cfg = tf.LlamaConfig(vocab_size=2048, hidden_size=32, intermediate_size=64, num_hidden_layers=1,
-                         num_attention_heads=4, num_key_value_heads=2, tie_word_embeddings=True)
-    model = tf.LlamaForCausalLM(cfg).eval()
-    compress_model(model, make_config("mixed", ratio=2), scope="tied")
-    ids = torch.randint(0, 2048, (1, 9))
-    with torch.no_grad():
-        expected = model(input_ids=ids).logits
-    loaded = load_compressed(save_compressed(model, tmp_path / "m"))
-    with torch.no_grad():
-        assert torch.equal(loaded(input_ids=ids).logits, expected)
-
-
 def test_calibration_text_must_not_be_the_eval_text(data_dir, tmp_path):
     with pytest.raises(EmbcompressError, match="is the evaluation text"):
         calibration_text(str(data_dir / "wikitext" / "wiki.test.raw"), str(data_dir))
@@ -143,16 +127,23 @@ def test_tiered_calibration_and_bad_tiers():
         compress(w, make_config("tiered", ratio=8, tiers="4:32,3:32"))
 
 
-def test_tiered_round_trip_in_a_model(tmp_path):
+def _tied_llama(vocab: int):
     import transformers as tf
 
     torch.manual_seed(0)
-    cfg = tf.GPT2Config(vocab_size=300, n_embd=32, n_layer=1, n_head=4, n_positions=32, bos_token_id=1, eos_token_id=2)
-    model = tf.GPT2LMHeadModel(cfg).eval()
-    compress_model(model, make_config("tiered", ratio=6, tiers="4:32,2:32,0"), scope="tied")
-    ids = torch.randint(0, 300, (2, 9))
+    cfg = tf.LlamaConfig(vocab_size=vocab, hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                         num_attention_heads=4, num_key_value_heads=2, tie_word_embeddings=True)
+    return tf.LlamaForCausalLM(cfg).eval()
+
+
+@pytest.mark.parametrize("name,opts,vocab", [("mixed", {"ratio": 2}, 2048),
+                                             ("tiered", {"ratio": 6, "tiers": "4:32,2:32,0"}, 300)])
+def test_tied_round_trip_in_a_model(tmp_path, name, opts, vocab):
+    model = _tied_llama(vocab)
+    compress_model(model, make_config(name, **opts), scope="tied")
+    ids = torch.randint(0, vocab, (2, 9))
     with torch.no_grad():
         expected = model(input_ids=ids).logits
-    loaded = load_compressed(save_compressed(model, tmp_path / "t"))
+    loaded = load_compressed(save_compressed(model, tmp_path / name))
     with torch.no_grad():
         assert torch.equal(loaded(input_ids=ids).logits, expected)
