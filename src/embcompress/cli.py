@@ -239,7 +239,7 @@ def glue_cmd(task, model, data_dir, max_train, max_eval, epochs, batch_size, lr,
 @cli.command()
 @click.option("--models", default="smollm2-135m", show_default=True, help="Comma-separated models.")
 @click.option("--methods", "methods_", default="svd,autoencoder-fast", show_default=True,
-              help="Comma-separated methods; options as name:key=value (separate methods with ';' then).")
+              help="Comma-separated methods; with options (name:key=value,key=value) separate methods with ';'.")
 @click.option("--ratios", default="2.5,5,10", show_default=True, help="Comma-separated target ratios.")
 @click.option("--evals", default="perplexity", show_default=True, help="Comma-separated evaluations.")
 @click.option("--scope", type=click.Choice(["input", "tied"]), default="input", show_default=True)
@@ -260,7 +260,8 @@ def sweep(models, methods_, ratios, evals, scope, max_tokens, window, stride, da
     from .report import report
     from .sweep import MethodSpec, run_sweep
 
-    method_texts = methods_.split(";") if ";" in methods_ else _split(methods_)
+    # with options (name:key=value,...) methods are separated by ';', else by ','
+    method_texts = methods_.split(";") if (";" in methods_ or ":" in methods_) else _split(methods_)
     specs = [MethodSpec.parse(t) for t in method_texts if t.strip()]
     try:
         ratio_values = [float(r) for r in _split(ratios)]

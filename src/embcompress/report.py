@@ -6,17 +6,14 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from .sweep import UNCOMPRESSED, read_results
+from .sweep import UNCOMPRESSED, cell_key, read_results
 
 RATIO_KEY = "bytes_ratio_vs_fp16"
 
 
 def _latest(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The last result of every cell (a rerun of a cell supersedes the earlier line)."""
-    by_key = {}
-    for r in rows:
-        by_key[(r["model"], r["method"], r.get("ratio_target"), r["scope"], r["eval"], r.get("max_tokens"))] = r
-    return list(by_key.values())
+    return list({cell_key(r): r for r in rows}.values())
 
 
 def markdown_table(rows: list[dict[str, Any]]) -> str:

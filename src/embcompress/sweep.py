@@ -134,6 +134,7 @@ def run_sweep(models: list[str], methods: list[MethodSpec], ratios: list[float],
     todo = [c for c in cells if (c[0], c[1].label, c[2], scope, c[3], settings.max_tokens) not in done]
     log(f"{len(cells)} cells, {len(cells) - len(todo)} already in {out}, {len(todo)} to run")
     loaded: dict[tuple[str, str], Any] = {}
+    calib_counts: dict[str, Any] = {}
     for i, (model_name, method, ratio, ev_name) in enumerate(todo, 1):
         ev = get_evaluation(ev_name)
         key = (model_name, ev.task)
@@ -152,7 +153,9 @@ def run_sweep(models: list[str], methods: list[MethodSpec], ratios: list[float],
             t0 = time.perf_counter()
             counts = None
             if calib is not None:
-                counts = token_counts(tokenizer, calib, model.get_input_embeddings().num_embeddings)
+                if model_name not in calib_counts:  # tokenize the calibration text once per model
+                    calib_counts[model_name] = token_counts(tokenizer, calib, model.get_input_embeddings().num_embeddings)
+                counts = calib_counts[model_name]
                 row["calibration"] = calibration
             info = compress_model(model, make_config(method.name, **options), scope=scope, row_weights=counts)
             row["fit_seconds"] = round(time.perf_counter() - t0, 2)

@@ -40,7 +40,7 @@ class Config:
 
 def parse_tiers(text: str) -> list[tuple[int, int]]:
     tiers = []
-    for item in text.split(","):
+    for item in text.replace("+", ",").split(","):  # '+' also separates, for sweep method strings
         bits, _, group = item.strip().partition(":")
         try:
             tiers.append((int(bits), int(group or 0)))
