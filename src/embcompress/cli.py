@@ -142,68 +142,56 @@ def _settings(data_dir, max_tokens, window, stride):
 
 
 
+def _run_evaluation(name: str, model: str, settings, as_json: bool, summary) -> None:
+    """Load MODEL (name, folder or compressed folder) for evaluation NAME, run it, print the result."""
+    from .evaluate.registry import get_evaluation
+    from .models import load_any
+
+    ev = get_evaluation(name)
+    m, tok = load_any(model, task=ev.task)
+    result = ev.run(m, tok, settings)
+    click.echo(json.dumps(result | {"model": model}) if as_json else summary(result))
+
+
+json_option = click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+
+
 @eval_group.command()
 @click.argument("model")
 @data_dir_option
 @click.option("--max-tokens", type=int, default=None, help="Score only the first N tokens (quick runs).")
 @click.option("--window", type=int, default=None, help="Window length (default: model context, capped at 1024).")
 @click.option("--stride", type=int, default=None, help="Stride (default: half the window).")
-@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@json_option
 def perplexity(model, data_dir, max_tokens, window, stride, as_json):
     """Causal-LM perplexity of MODEL (name, folder or compressed folder) on WikiText-2 raw test."""
-    from .evaluate.registry import get_evaluation
-    from .models import load_any
-
-    settings = _settings(data_dir, max_tokens, window, stride)
-    ev = get_evaluation("perplexity")
-    m, tok = load_any(model, task=ev.task)
-    result = ev.run(m, tok, settings)
-    if as_json:
-        click.echo(json.dumps(result | {"model": model}))
-    else:
-        click.echo(f"{model}: perplexity {result['value']:.4f} over {result['tokens_scored']:,} tokens "
-                   f"(window {result['window']}, stride {result['stride']}, bos {result['bos']}), "
-                   f"{result['tokens_per_second']:.0f} tokens/s")
+    _run_evaluation("perplexity", model, _settings(data_dir, max_tokens, window, stride), as_json, lambda r: (
+        f"{model}: perplexity {r['value']:.4f} over {r['tokens_scored']:,} tokens (window {r['window']}, "
+        f"stride {r['stride']}, bos {r['bos']}), {r['tokens_per_second']:.0f} tokens/s"))
 
 
 @eval_group.command()
 @click.argument("model")
 @data_dir_option
-@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@json_option
 def sts(model, data_dir, as_json):
     """Zero-shot STS-B dev Spearman ×100 of MODEL (a sentence encoder, e.g. minilm-l6)."""
-    from .evaluate.registry import get_evaluation
-    from .models import load_any
-
-    ev = get_evaluation("sts")
-    m, tok = load_any(model, task=ev.task)
-    result = ev.run(m, tok, _settings(data_dir, None, None, None))
-    if as_json:
-        click.echo(json.dumps(result | {"model": model}))
-    else:
-        click.echo(f"{model}: STS-B dev Spearman {result['value']:.2f} (Pearson {result['pearson']:.2f}, {result['pairs']} pairs)")
+    _run_evaluation("sts", model, _settings(data_dir, None, None, None), as_json, lambda r: (
+        f"{model}: STS-B dev Spearman {r['value']:.2f} (Pearson {r['pearson']:.2f}, {r['pairs']} pairs)"))
 
 
 @eval_group.command("mlm-perplexity")
 @click.argument("model")
 @data_dir_option
 @click.option("--max-lines", type=int, default=None, help="Evaluate only the first N kept lines (quick runs).")
-@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@json_option
 def mlm_perplexity_cmd(model, data_dir, max_lines, as_json):
     """Masked-LM pseudo-perplexity of MODEL with the paper's protocol (e.g. bert-base-uncased)."""
-    from .evaluate.registry import get_evaluation
-    from .models import load_any
-
-    ev = get_evaluation("mlm-perplexity")
-    m, tok = load_any(model, task=ev.task)
     settings = _settings(data_dir, None, None, None)
     settings.extra["max_lines"] = max_lines
-    result = ev.run(m, tok, settings)
-    if as_json:
-        click.echo(json.dumps(result | {"model": model}))
-    else:
-        click.echo(f"{model}: masked-LM pseudo-perplexity {result['value']:.3f} over {result['masked_tokens']:,} "
-                   f"masked tokens in {result['lines']:,} lines")
+    _run_evaluation("mlm-perplexity", model, settings, as_json, lambda r: (
+        f"{model}: masked-LM pseudo-perplexity {r['value']:.3f} over {r['masked_tokens']:,} masked tokens "
+        f"in {r['lines']:,} lines"))
 
 
 @eval_group.command("glue")
@@ -217,23 +205,19 @@ def mlm_perplexity_cmd(model, data_dir, max_lines, as_json):
 @click.option("--lr", type=float, default=2e-5, show_default=True)
 @click.option("--embedding-policy", type=click.Choice(["frozen", "decoder", "all", "paper"]), default="frozen",
               show_default=True, help="How the embedding trains, identical for every method.")
-@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@json_option
 def glue_cmd(task, model, data_dir, max_train, max_eval, epochs, batch_size, lr, embedding_policy, as_json):
     """Fine-tune MODEL on GLUE TASK (cola, sst2, mrpc, stsb, rte) and report the dev-set metrics."""
-    from .evaluate.glue import GlueSettings, get_task, run_glue
-    from .models import load_any
+    from .evaluate.glue import get_task
 
-    get_task(task)
-    m, tok = load_any(model, task="encoder")
-    settings = GlueSettings(lr=lr, batch_size=batch_size, epochs=epochs, max_train_examples=max_train,
-                            max_eval_examples=max_eval, embedding_policy=embedding_policy)
-    result = run_glue(m, tok, task, settings, data_dir)
-    if as_json:
-        click.echo(json.dumps(result | {"model": model}))
-    else:
-        scores = ", ".join(f"{k} {result[k]:.2f}" for k in ("matthews", "accuracy", "f1", "pearson", "spearman") if k in result)
-        click.echo(f"{model} {result['task']} dev ({result['dev_examples']} examples, trained on "
-                   f"{result['train_examples']}): {scores}")
+    name = f"glue-{get_task(task).name}"  # an unknown task fails before any model is loaded
+    settings = _settings(data_dir, None, None, None)
+    settings.extra["glue"] = dict(lr=lr, batch_size=batch_size, epochs=epochs, max_train_examples=max_train,
+                                  max_eval_examples=max_eval, embedding_policy=embedding_policy)
+    metrics = ("matthews", "accuracy", "f1", "pearson", "spearman")
+    _run_evaluation(name, model, settings, as_json, lambda r: (
+        f"{model} {r['task']} dev ({r['dev_examples']} examples, trained on {r['train_examples']}): "
+        + ", ".join(f"{k} {r[k]:.2f}" for k in metrics if k in r)))
 
 
 @cli.command()

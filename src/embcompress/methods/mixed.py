@@ -16,10 +16,10 @@ import torch
 
 from ..errors import EmbcompressError
 from . import pq, scalar
+from .importance import calibration_counts, check_importance, token_id_weights
 from .base import CompressedEmbedding, check_ratio, check_weight, dtype_name
 
 NAME = "mixed"
-IMPORTANCE = ("token-id", "calibration")
 
 
 @dataclass
@@ -35,8 +35,7 @@ class Config:
 
     def __post_init__(self):
         check_ratio(self.ratio)
-        if self.importance not in IMPORTANCE:
-            raise EmbcompressError(f"importance must be one of {', '.join(IMPORTANCE)} (got {self.importance!r})")
+        check_importance(self.importance)
 
 
 class MixedEmbedding(CompressedEmbedding):
@@ -105,16 +104,14 @@ def fit(weight: torch.Tensor, config: Config, row_weights: torch.Tensor | None =
     check_weight(weight)
     num_rows, dim = weight.shape
     scalar.check_config(scalar.Config(config.hot_bits, config.hot_group_size), dim)
-    if config.importance == "calibration" and row_weights is None:
-        raise EmbcompressError("importance=calibration needs token counts: pass --calibration FILE")
+    counts = calibration_counts(config.importance, row_weights)
     sub, num_hot = plan(num_rows, dim, config)
-    if config.importance == "calibration":
-        counts = row_weights.float().cpu()
+    if counts is not None:
         order = torch.argsort(-counts, stable=True)  # ties keep the token-id order
         weights = counts + 1.0
     else:
         order = torch.arange(num_rows)
-        weights = 1.0 / (torch.arange(num_rows, dtype=torch.float32) + 100.0)  # Zipf-like proxy
+        weights = token_id_weights(num_rows)
     hot_ids = torch.sort(order[:num_hot]).values
     cold_weights = weights.clone()
     cold_weights[hot_ids] = 0.0  # the cold codebooks serve the cold rows

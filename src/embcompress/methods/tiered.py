@@ -18,10 +18,10 @@ from torch import nn
 
 from ..errors import EmbcompressError
 from . import scalar
+from .importance import calibration_counts, check_importance, token_id_weights
 from .base import CompressedEmbedding, check_ratio, check_weight, dtype_name
 
 NAME = "tiered"
-IMPORTANCE = ("token-id", "calibration")
 
 
 @dataclass
@@ -33,8 +33,7 @@ class Config:
 
     def __post_init__(self):
         check_ratio(self.ratio)
-        if self.importance not in IMPORTANCE:
-            raise EmbcompressError(f"importance must be one of {', '.join(IMPORTANCE)} (got {self.importance!r})")
+        check_importance(self.importance)
         parse_tiers(self.tiers)
 
 
@@ -94,12 +93,10 @@ Module = TieredEmbedding
 
 
 def importance_weights(num_rows: int, config: Config, row_weights: torch.Tensor | None) -> torch.Tensor:
-    if config.importance == "calibration":
-        if row_weights is None:
-            raise EmbcompressError("importance=calibration needs token counts: pass --calibration FILE")
-        counts = row_weights.float().cpu()
+    counts = calibration_counts(config.importance, row_weights)
+    if counts is not None:
         return (counts + 0.5) / (counts.sum() + 0.5 * num_rows)
-    return 1.0 / (torch.arange(num_rows, dtype=torch.float32) + 100.0)  # Zipf-like in token id
+    return token_id_weights(num_rows)
 
 
 def allocate(errors: torch.Tensor, weights: torch.Tensor, row_bytes: torch.Tensor, budget: float) -> torch.Tensor:
