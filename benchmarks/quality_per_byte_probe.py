@@ -6,13 +6,11 @@ Regenerate: .venv/bin/python benchmarks/quality_per_byte_probe.py   (prints one 
 """
 
 import copy
-import json
 import time
-import zipfile
 
 from embcompress import compress_model, make_config
-from embcompress.calibration import SQUAD_DEV, token_counts
-from embcompress.data import data_file
+from embcompress.calibration import token_counts
+from embcompress.data import squad_dev_articles
 from embcompress.evaluate.perplexity import causal_perplexity
 from embcompress.models import load_model
 
@@ -28,7 +26,7 @@ RUNS = [
 
 
 def main():
-    data = json.loads(zipfile.ZipFile(data_file(SQUAD_DEV)).read("dev-v1.1.json"))["data"]
+    data = squad_dev_articles()
     calib = "\n".join(p["context"] for a in data[:24] for p in a["paragraphs"])
     valid = "\n".join(p["context"] for a in data[24:] for p in a["paragraphs"])
     model, tok = load_model("smollm2-135m")

@@ -94,6 +94,10 @@ def test_ctrl_c_during_sweep_leaves_valid_jsonl(capsys, tiny_lm_dir, data_dir, t
         (["sweep", "--models", "{lm}", "--ratios", "0.5", "--out", "{tmp}/r.jsonl"], "ratio must be > 1"),
         (["sweep", "--models", "{lm}", "--evals", "bleu", "--out", "{tmp}/r.jsonl"], "unknown evaluation"),
         (["report", "{tmp}/missing.jsonl"], "holds no results"),
+        (["eval", "squad", "{lm}", "--data-dir", "{tmp}"], "dev-v1.1.json.zip not found"),
+        (["eval", "glue", "qnli", "{lm}", "--data-dir", "{data}"], "unknown GLUE task 'qnli'"),
+        (["sweep", "--models", "{lm}", "--finetune-option", "epoch=2", "--out", "{tmp}/r.jsonl"],
+         "unknown fine-tuning option(s) epoch"),
     ],
 )
 def test_bad_input_is_one_line_and_nonzero(capsys, tiny_lm_dir, data_dir, tmp_path, args, message, monkeypatch):

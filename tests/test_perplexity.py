@@ -82,3 +82,7 @@ def test_bad_arguments(tiny_model):
         causal_perplexity(model, CharTokenizer(), TEXT, window=65, progress=False)
     with pytest.raises(EmbcompressError, match="stride"):
         causal_perplexity(model, CharTokenizer(), TEXT, window=16, stride=17, progress=False)
+    with pytest.raises(EmbcompressError, match="stride ≤ 15"):  # no BOS: a window's first token needs context
+        causal_perplexity(model, CharTokenizer(), TEXT, window=16, stride=16, progress=False)
+    res = causal_perplexity(model, CharTokenizer(), TEXT, window=16, stride=15, max_tokens=61, progress=False)
+    assert res.tokens_scored == 60

@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import hashlib
-import json
-import zipfile
 from pathlib import Path
 
 import torch
 
-from .data import WIKITEXT_TEST, data_dir, data_file
+from .data import WIKITEXT_TEST, data_dir, squad_dev_articles
 from .errors import EmbcompressError
 
-SQUAD_DEV = Path("squad") / "dev-v1.1.json.zip"
 NAMED = {"squad-contexts": "the paragraphs of SQuAD v1.1 dev (Wikipedia, disjoint from WikiText-2 test)"}
 EVAL_FILES = (WIKITEXT_TEST,)
 
@@ -20,12 +17,7 @@ EVAL_FILES = (WIKITEXT_TEST,)
 def calibration_text(source: str, explicit_data_dir: str | None = None) -> str:
     """``squad-contexts`` or a path to a text file; refused when it is an evaluation text."""
     if source == "squad-contexts":
-        path = data_file(SQUAD_DEV, explicit_data_dir)
-        if path is None:
-            raise EmbcompressError(f"{SQUAD_DEV} not found in the data dir; point --data-dir at it or give a text file")
-        with zipfile.ZipFile(path) as z:
-            data = json.loads(z.read("dev-v1.1.json"))
-        return "\n".join(p["context"] for a in data["data"] for p in a["paragraphs"])
+        return "\n".join(p["context"] for a in squad_dev_articles(explicit_data_dir) for p in a["paragraphs"])
     path = Path(source)
     if not path.is_file():
         raise EmbcompressError(f"calibration text {source} not found; give a text file or one of: {', '.join(NAMED)}")

@@ -24,7 +24,7 @@ def _options(pairs: tuple[str, ...]) -> dict:
     for pair in pairs:
         key, eq, value = pair.partition("=")
         if not eq:
-            raise EmbcompressError(f"--option {pair!r} must look like key=value (e.g. --option randomized=true)")
+            raise EmbcompressError(f"option {pair!r} must look like key=value (e.g. randomized=true)")
         out[key.strip()] = parse_value(value.strip())
     return out
 
@@ -194,30 +194,56 @@ def mlm_perplexity_cmd(model, data_dir, max_lines, as_json):
         f"in {r['lines']:,} lines"))
 
 
+def finetune_options(f):
+    """The fine-tuning options GLUE and SQuAD share; unset ones keep each task's (the paper's) defaults."""
+    options = [
+        click.option("--max-train", type=int, default=None, help="Cap the training examples (CPU runs)."),
+        click.option("--max-eval", type=int, default=None, help="Cap the evaluation examples."),
+        click.option("--epochs", type=float, default=None, help="Epochs (default: 3, the paper's)."),
+        click.option("--batch-size", type=int, default=None, help="Batch size (default: GLUE 32, SQuAD 16)."),
+        click.option("--lr", type=float, default=None, help="Learning rate (default: GLUE 2e-5, SQuAD 3e-5)."),
+        click.option("--embedding-policy", type=click.Choice(["frozen", "decoder", "all", "paper"]), default="frozen",
+                     show_default=True, help="How the embedding trains, identical for every method."),
+    ]
+    for option in reversed(options):
+        f = option(f)
+    return f
+
+
+def _finetune_settings(data_dir, max_train, max_eval, epochs, batch_size, lr, embedding_policy):
+    settings = _settings(data_dir, None, None, None)
+    settings.extra["finetune"] = dict(lr=lr, batch_size=batch_size, epochs=epochs, max_train_examples=max_train,
+                                      max_eval_examples=max_eval, embedding_policy=embedding_policy)
+    return settings
+
+
 @eval_group.command("glue")
 @click.argument("task")
 @click.argument("model")
 @data_dir_option
-@click.option("--max-train", type=int, default=None, help="Cap the training examples (CPU runs).")
-@click.option("--max-eval", type=int, default=None, help="Cap the dev examples.")
-@click.option("--epochs", type=float, default=3, show_default=True)
-@click.option("--batch-size", type=int, default=32, show_default=True)
-@click.option("--lr", type=float, default=2e-5, show_default=True)
-@click.option("--embedding-policy", type=click.Choice(["frozen", "decoder", "all", "paper"]), default="frozen",
-              show_default=True, help="How the embedding trains, identical for every method.")
+@finetune_options
 @json_option
-def glue_cmd(task, model, data_dir, max_train, max_eval, epochs, batch_size, lr, embedding_policy, as_json):
+def glue_cmd(task, model, data_dir, as_json, **finetune):
     """Fine-tune MODEL on GLUE TASK (cola, sst2, mrpc, stsb, rte) and report the dev-set metrics."""
     from .evaluate.glue import get_task
 
     name = f"glue-{get_task(task).name}"  # an unknown task fails before any model is loaded
-    settings = _settings(data_dir, None, None, None)
-    settings.extra["glue"] = dict(lr=lr, batch_size=batch_size, epochs=epochs, max_train_examples=max_train,
-                                  max_eval_examples=max_eval, embedding_policy=embedding_policy)
     metrics = ("matthews", "accuracy", "f1", "pearson", "spearman")
-    _run_evaluation(name, model, settings, as_json, lambda r: (
+    _run_evaluation(name, model, _finetune_settings(data_dir, **finetune), as_json, lambda r: (
         f"{model} {r['task']} dev ({r['dev_examples']} examples, trained on {r['train_examples']}): "
         + ", ".join(f"{k} {r[k]:.2f}" for k in metrics if k in r)))
+
+
+@eval_group.command("squad")
+@click.argument("model")
+@data_dir_option
+@finetune_options
+@json_option
+def squad_cmd(model, data_dir, as_json, **finetune):
+    """Fine-tune a span head on SQuAD v1.1 (dev split by article) and report exact match and F1."""
+    _run_evaluation("squad", model, _finetune_settings(data_dir, **finetune), as_json, lambda r: (
+        f"{model} squad ({r['eval_examples']} questions, trained on {r['train_examples']}): "
+        f"exact match {r['exact_match']:.2f}, F1 {r['f1']:.2f}\n{r['split']}"))
 
 
 @cli.command()
@@ -235,7 +261,10 @@ def glue_cmd(task, model, data_dir, max_train, max_eval, epochs, batch_size, lr,
 @click.option("--plot", "plot_path", default=None, type=click.Path(), help="Plot PNG (default: next to --out).")
 @click.option("--calibration", default=None,
               help="Text for token importance (squad-contexts or a file); refused if it is the evaluation text.")
-def sweep(models, methods_, ratios, evals, scope, max_tokens, window, stride, data_dir, out, plot_path, calibration):
+@click.option("--finetune-option", "finetune_opts", multiple=True,
+              help="GLUE/SQuAD setting key=value, repeatable (e.g. max_train_examples=1000, epochs=2).")
+def sweep(models, methods_, ratios, evals, scope, max_tokens, window, stride, data_dir, out, plot_path, calibration,
+          finetune_opts):
     """Run models × methods × ratios × evaluations, then print the table and write the plot.
 
     With no options this is the main job: smollm2-135m, SVD and the paper's autoencoder (fast
@@ -256,6 +285,11 @@ def sweep(models, methods_, ratios, evals, scope, max_tokens, window, stride, da
     for r in ratio_values:
         check_ratio(r)
     settings = _settings(data_dir, max_tokens or None, window, stride)
+    if finetune_opts:
+        from .evaluate.squad import SquadSettings
+
+        settings.extra["finetune"] = _options(finetune_opts)
+        SquadSettings.from_options(settings.extra["finetune"])  # unknown keys fail now, not hours later
     try:
         run_sweep(_split(models), specs, ratio_values, _split(evals), out, scope=scope, settings=settings,
                   log=lambda s: click.echo(s, err=True), calibration=calibration)

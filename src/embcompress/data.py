@@ -41,18 +41,56 @@ def _missing(relative: Path, base: Path | None) -> EmbcompressError:
     )
 
 
+def _online(relative: Path, explicit_dir, *args, **kwargs):
+    """The same set through ``datasets`` (users online), or a one-line error saying where to put the file."""
+    try:
+        import datasets
+    except ImportError:
+        raise _missing(relative, data_dir(explicit_dir)) from None
+    try:
+        return datasets.load_dataset(*args, **kwargs)
+    except Exception as e:  # no network, no cache
+        raise EmbcompressError(f"{relative} not in the data dir and the download failed ({type(e).__name__}); "
+                               "point --data-dir at a folder holding it") from None
+
+
 def wikitext2_test(explicit_dir: str | Path | None = None) -> str:
     """The WikiText-2 raw test split as one string, identical to ``wiki.test.raw``."""
     path = data_file(WIKITEXT_TEST, explicit_dir)
     if path is not None:
         return path.read_text(encoding="utf-8")
-    try:
-        import datasets
-    except ImportError:
-        raise _missing(WIKITEXT_TEST, data_dir(explicit_dir)) from None
-    try:
-        ds = datasets.load_dataset("wikitext", "wikitext-2-raw-v1", split="test")
-    except Exception as e:  # no network, no cache
-        raise EmbcompressError(f"{WIKITEXT_TEST} not in the data dir and the download failed ({type(e).__name__}); "
-                               "point --data-dir at a folder holding it") from None
+    ds = _online(WIKITEXT_TEST, explicit_dir, "wikitext", "wikitext-2-raw-v1", split="test")
     return "".join(ds["text"])  # each line keeps its newline: this is the raw file
+
+
+SQUAD_DEV = Path("squad") / "dev-v1.1.json.zip"
+
+
+def squad_dev_articles(explicit_dir: str | Path | None = None) -> list[dict]:
+    """SQuAD v1.1 dev as its official JSON's ``data`` list (articles → paragraphs → qas), in file order."""
+    import json
+    import zipfile
+
+    path = data_file(SQUAD_DEV, explicit_dir)
+    if path is not None:
+        try:
+            with zipfile.ZipFile(path) as z:
+                data = json.loads(z.read("dev-v1.1.json"))
+            articles = data["data"]
+            articles[0]["paragraphs"][0]["qas"][0]["answers"][0]["answer_start"]
+        except (zipfile.BadZipFile, KeyError, IndexError, TypeError, json.JSONDecodeError):
+            raise EmbcompressError(f"{path} is not the official SQuAD v1.1 dev zip (dev-v1.1.json with "
+                                   "data[].paragraphs[].qas[].answers[]); replace it") from None
+        return articles
+    ds = _online(SQUAD_DEV, explicit_dir, "squad", split="validation")
+    # rebuild the official nesting: same titles, paragraphs and questions in the same order
+    articles: list[dict] = []
+    for row in ds:
+        if not articles or articles[-1]["title"] != row["title"]:
+            articles.append({"title": row["title"], "paragraphs": []})
+        paras = articles[-1]["paragraphs"]
+        if not paras or paras[-1]["context"] != row["context"]:
+            paras.append({"context": row["context"], "qas": []})
+        answers = [{"text": t, "answer_start": s} for t, s in zip(row["answers"]["text"], row["answers"]["answer_start"])]
+        paras[-1]["qas"].append({"id": row["id"], "question": row["question"], "answers": answers})
+    return articles

@@ -76,7 +76,8 @@ def parse_value(text: str) -> Any:
 
 
 def cell_key(row: dict[str, Any]) -> tuple:
-    return (row["model"], row["method"], row.get("ratio_target"), row["scope"], row["eval"], row.get("max_tokens"))
+    options = json.dumps(row.get("eval_options") or {}, sort_keys=True)
+    return (row["model"], row["method"], row.get("ratio_target"), row["scope"], row["eval"], row.get("max_tokens"), options)
 
 
 def read_results(path: str | Path) -> list[dict[str, Any]]:
@@ -131,7 +132,8 @@ def run_sweep(models: list[str], methods: list[MethodSpec], ratios: list[float],
         get_evaluation(ev)
     done = {cell_key(r) for r in read_results(out)}
     cells = list(plan(models, methods, ratios, evals))
-    todo = [c for c in cells if (c[0], c[1].label, c[2], scope, c[3], settings.max_tokens) not in done]
+    options = json.dumps(settings.extra or {}, sort_keys=True)
+    todo = [c for c in cells if (c[0], c[1].label, c[2], scope, c[3], settings.max_tokens, options) not in done]
     log(f"{len(cells)} cells, {len(cells) - len(todo)} already in {out}, {len(todo)} to run")
     loaded: dict[tuple[str, str], Any] = {}
     calib_counts: dict[str, Any] = {}
@@ -144,9 +146,11 @@ def run_sweep(models: list[str], methods: list[MethodSpec], ratios: list[float],
         base, tokenizer = loaded[key]
         row = {"model": model_name, "method": method.label, "ratio_target": ratio, "scope": scope, "eval": ev_name,
                "metric": ev.metric, "higher_is_better": ev.higher_is_better, "max_tokens": settings.max_tokens}
-        model = base
+        if settings.extra:
+            row["eval_options"] = settings.extra
+        # a compressor or a fine-tuning evaluation changes the model: never let it touch the cached base
+        model = copy.deepcopy(base) if method.name != UNCOMPRESSED or ev.trains else base
         if method.name != UNCOMPRESSED:
-            model = copy.deepcopy(base)
             options = dict(method.options)
             if ratio is not None:
                 options["ratio"] = ratio

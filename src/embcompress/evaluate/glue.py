@@ -2,9 +2,7 @@
 
 Defaults are the paper's (max length 128, lr 2e-5, batch 32, 3 epochs, seed 22); CPU runs cap the
 training examples and epochs. How the (compressed) embedding trains is one policy, applied
-identically to every method: ``frozen`` (default), ``decoder`` (only parts shared by all rows:
-decoder, basis, codebooks), ``all`` (every embedding parameter), or ``paper`` (the authors' setting:
-autoencoder decoder trainable, its codes and both SVD factors frozen, an uncompressed embedding trained).
+identically to every method (see finetune.py).
 """
 
 from __future__ import annotations
@@ -19,14 +17,10 @@ import torch
 from scipy.stats import pearsonr, spearmanr
 from sklearn.metrics import accuracy_score, f1_score, matthews_corrcoef
 from torch import nn
-from tqdm.auto import tqdm
 
 from ..data import data_dir
 from ..errors import EmbcompressError
-from ..methods import CompressedEmbedding
-from ..surgery import find_input_embedding
-
-POLICIES = ("frozen", "decoder", "all", "paper")
+from .finetune import FinetuneSettings, apply_embedding_policy, fine_tune, with_head  # noqa: F401 (re-exported)
 
 
 @dataclass(frozen=True)
@@ -54,17 +48,7 @@ GLUE_TASKS = {
 RTE_LABELS = {"entailment": 0, "not_entailment": 1}
 
 
-@dataclass
-class GlueSettings:
-    max_length: int = 128
-    lr: float = 2e-5
-    batch_size: int = 32
-    epochs: float = 3
-    seed: int = 22
-    max_train_examples: int | None = None
-    max_eval_examples: int | None = None
-    embedding_policy: str = "frozen"
-    progress: bool = True
+GlueSettings = FinetuneSettings  # the paper's GLUE defaults
 
 
 def get_task(name: str) -> GlueTask:
@@ -109,40 +93,10 @@ def glue_metrics(task: GlueTask, preds: np.ndarray, labels: np.ndarray) -> dict[
     return out
 
 
-def apply_embedding_policy(model: nn.Module, policy: str) -> None:
-    if policy not in POLICIES:
-        raise EmbcompressError(f"unknown embedding policy {policy!r}; use one of {', '.join(POLICIES)}")
-    emb = find_input_embedding(model)
-    emb.requires_grad_(False)
-    compressed = isinstance(emb, CompressedEmbedding)
-    if policy == "all" or (policy == "paper" and not compressed):
-        trainable = [n for n, p in emb.named_parameters()]
-    elif policy == "decoder" or (policy == "paper" and emb.method == "autoencoder"):
-        trainable = emb.decoder_parameter_names() if compressed else []
-    else:
-        trainable = []
-    params = dict(emb.named_parameters())
-    for name in trainable:
-        if name in params:
-            params[name].requires_grad_(True)
-
-
 def classifier_from(base: nn.Module, tokenizer, num_labels: int) -> nn.Module:
     """A sequence-classification model around ``base``'s body (its compressed embedding included)."""
-    import transformers
-
-    config = base.config
-    config.num_labels = num_labels
-    config.problem_type = "regression" if num_labels == 1 else "single_label_classification"
-    if getattr(config, "pad_token_id", None) is None:
-        config.pad_token_id = tokenizer.pad_token_id
-    try:
-        model = transformers.AutoModelForSequenceClassification.from_config(config)
-    except ValueError:
-        raise EmbcompressError(f"{type(base).__name__} has no sequence-classification head in transformers; "
-                               "use an encoder such as minilm-l6") from None
-    setattr(model, model.base_model_prefix, base.base_model)
-    return model
+    return with_head(base, tokenizer, "AutoModelForSequenceClassification", "sequence-classification",
+                     num_labels=num_labels, problem_type="regression" if num_labels == 1 else "single_label_classification")
 
 
 def encode(tokenizer, texts, max_length):
@@ -168,39 +122,15 @@ def run_glue(base: nn.Module, tokenizer, task_name: str, settings: GlueSettings,
         order = order[: settings.max_train_examples]
     if settings.max_eval_examples:
         dev_x, dev_y = dev_x[: settings.max_eval_examples], dev_y[: settings.max_eval_examples]
-    torch.manual_seed(settings.seed)
     model = classifier_from(base, tokenizer, task.num_labels)
-    model.train()
-    for p in model.parameters():
-        p.requires_grad_(True)
-    apply_embedding_policy(model, settings.embedding_policy)
     device = next(model.parameters()).device
-    params = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=settings.lr, weight_decay=0.0)
-    steps_per_epoch = max(1, -(-len(order) // settings.batch_size))
-    total_steps = max(1, int(steps_per_epoch * settings.epochs))
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: max(0.0, 1 - s / total_steps))
-    bar = tqdm(total=total_steps, desc=f"fine-tune {task.name}", disable=not settings.progress, leave=False)
-    step = 0
-    while step < total_steps:
-        for start in range(0, len(order), settings.batch_size):
-            if step >= total_steps:
-                break
-            idx = order[start : start + settings.batch_size]
-            batch = encode(tokenizer, [train_x[i] for i in idx], settings.max_length).to(device)
-            dtype = torch.float32 if task.num_labels == 1 else torch.long
-            labels = torch.tensor([train_y[i] for i in idx], dtype=dtype, device=device)
-            loss = model(**batch, labels=labels).loss
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            step += 1
-            bar.update(1)
-            bar.set_postfix(loss=f"{loss.item():.4f}")
-        rng.shuffle(order)
-    bar.close()
-    model.eval()
+    label_dtype = torch.float32 if task.num_labels == 1 else torch.long
+
+    def make_batch(idx):
+        batch = encode(tokenizer, [train_x[i] for i in idx], settings.max_length)
+        return {**batch, "labels": torch.tensor([train_y[i] for i in idx], dtype=label_dtype)}
+
+    fine_tune(model, order, make_batch, settings, f"fine-tune {task.name}")
     preds = []
     with torch.inference_mode():
         for start in range(0, len(dev_x), 64):

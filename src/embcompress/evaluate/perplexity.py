@@ -58,8 +58,11 @@ def causal_perplexity(model, tokenizer, text: str, window: int | None = None, st
     bos = [tokenizer.bos_token_id] if adds_bos(tokenizer) else []
     span = window - len(bos)  # text tokens a window holds
     stride = stride or max(1, span // 2)
-    if span < 2 or not (1 <= stride <= span):
-        raise EmbcompressError(f"need 1 ≤ stride ≤ window (got window {window}, stride {stride})")
+    # without BOS a window's first token has no context: windows must overlap by at least one token
+    max_stride = span if bos else span - 1
+    if span < 2 or not (1 <= stride <= max_stride):
+        raise EmbcompressError(f"need 1 ≤ stride ≤ {max_stride} for window {window} "
+                               f"({'with' if bos else 'no'} BOS token; got stride {stride})")
     ids = tokenizer(text, add_special_tokens=False).input_ids
     if max_tokens is not None:
         ids = ids[:max_tokens]

@@ -25,6 +25,7 @@ class Evaluation:
     metric: str
     higher_is_better: bool
     run: Callable[..., dict[str, Any]]  # (model, tokenizer, settings) -> {"value": ..., **details}
+    trains: bool = False  # fine-tunes the model it is given (the sweep hands it a copy)
 
 
 def _perplexity(model, tokenizer, s: EvalSettings) -> dict[str, Any]:
@@ -56,17 +57,26 @@ def _glue(task: str):
     def run(model, tokenizer, s: EvalSettings) -> dict[str, Any]:
         from .glue import GlueSettings, run_glue
 
-        return run_glue(model, tokenizer, task, GlueSettings(**s.extra.get("glue", {})), s.data_dir)
+        settings = GlueSettings.from_options({"progress": s.progress, **s.extra.get("finetune", {})})
+        return run_glue(model, tokenizer, task, settings, s.data_dir)
 
     return run
+
+
+def _squad(model, tokenizer, s: EvalSettings) -> dict[str, Any]:
+    from .squad import SquadSettings, run_squad
+
+    settings = SquadSettings.from_options({"progress": s.progress, **s.extra.get("finetune", {})})
+    return run_squad(model, tokenizer, settings, s.data_dir)
 
 
 EVALUATIONS: dict[str, Evaluation] = {
     "perplexity": Evaluation("perplexity", "causal-lm", "perplexity", False, _perplexity),
     "sts": Evaluation("sts", "encoder", "spearman x100", True, _sts),
     "mlm-perplexity": Evaluation("mlm-perplexity", "masked-lm", "pseudo-perplexity", False, _mlm),
-    **{f"glue-{t}": Evaluation(f"glue-{t}", "encoder", m, True, _glue(t))
+    **{f"glue-{t}": Evaluation(f"glue-{t}", "encoder", m, True, _glue(t), trains=True)
        for t, m in (("cola", "matthews"), ("sst2", "accuracy"), ("mrpc", "f1"), ("stsb", "spearman"), ("rte", "accuracy"))},
+    "squad": Evaluation("squad", "encoder", "f1 (article split)", True, _squad, trains=True),
 }
 
 

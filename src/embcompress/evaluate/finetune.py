@@ -1,0 +1,117 @@
+"""What GLUE and SQuAD fine-tuning share: a task head around a (compressed) body, one embedding
+training policy for every method, and one AdamW loop with linear decay (as the paper's Hugging Face
+scripts). Defaults are the paper's GLUE ones; SQuAD overrides a few (see squad.py).
+
+Policies: ``frozen`` (default), ``decoder`` (only parts shared by all rows: decoder, basis,
+codebooks), ``all`` (every embedding parameter), or ``paper`` (the authors' setting: autoencoder
+decoder trainable, its codes and both SVD factors frozen, an uncompressed embedding trained).
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, fields
+from typing import Callable
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from ..errors import EmbcompressError
+from ..methods import CompressedEmbedding
+from ..surgery import find_input_embedding
+
+POLICIES = ("frozen", "decoder", "all", "paper")
+
+
+@dataclass
+class FinetuneSettings:
+    max_length: int = 128
+    lr: float = 2e-5
+    batch_size: int = 32
+    epochs: float = 3
+    seed: int = 22
+    max_train_examples: int | None = None
+    max_eval_examples: int | None = None
+    embedding_policy: str = "frozen"
+    progress: bool = True
+
+    @classmethod
+    def from_options(cls, options: dict) -> "FinetuneSettings":
+        """Build from user options, ignoring ``None`` (= keep the default); unknown keys are errors."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(options) - known)
+        if unknown:
+            raise EmbcompressError(f"unknown fine-tuning option(s) {', '.join(unknown)}; use: {', '.join(sorted(known))}")
+        return cls(**{k: v for k, v in options.items() if v is not None})
+
+
+def apply_embedding_policy(model: nn.Module, policy: str) -> None:
+    if policy not in POLICIES:
+        raise EmbcompressError(f"unknown embedding policy {policy!r}; use one of {', '.join(POLICIES)}")
+    emb = find_input_embedding(model)
+    emb.requires_grad_(False)
+    compressed = isinstance(emb, CompressedEmbedding)
+    if policy == "all" or (policy == "paper" and not compressed):
+        trainable = [n for n, p in emb.named_parameters()]
+    elif policy == "decoder" or (policy == "paper" and emb.method == "autoencoder"):
+        trainable = emb.decoder_parameter_names() if compressed else []
+    else:
+        trainable = []
+    params = dict(emb.named_parameters())
+    for name in trainable:
+        if name in params:
+            params[name].requires_grad_(True)
+
+
+def with_head(base: nn.Module, tokenizer, auto_class: str, what: str, **config_updates) -> nn.Module:
+    """A fresh task model (``AutoModelFor...``) whose body is ``base``'s, compressed embedding included."""
+    import transformers
+
+    config = base.config
+    for key, value in config_updates.items():
+        setattr(config, key, value)
+    if getattr(config, "pad_token_id", None) is None:
+        config.pad_token_id = tokenizer.pad_token_id
+    try:
+        model = getattr(transformers, auto_class).from_config(config)
+    except ValueError:
+        raise EmbcompressError(f"{type(base).__name__} has no {what} head in transformers; "
+                               "use an encoder such as minilm-l6") from None
+    setattr(model, model.base_model_prefix, base.base_model)
+    return model
+
+
+def fine_tune(model: nn.Module, examples: list[int], make_batch: Callable[[list[int]], dict],
+              settings: FinetuneSettings, desc: str) -> None:
+    """Train ``model`` in place on ``examples`` (indices given to ``make_batch``, which returns the
+    model's keyword arguments, labels included), shuffled with ``settings.seed`` every epoch."""
+    torch.manual_seed(settings.seed)
+    rng = random.Random(settings.seed)
+    order = list(examples)
+    model.train()
+    for p in model.parameters():
+        p.requires_grad_(True)
+    apply_embedding_policy(model, settings.embedding_policy)
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=settings.lr, weight_decay=0.0)
+    steps_per_epoch = max(1, -(-len(order) // settings.batch_size))
+    total_steps = max(1, int(steps_per_epoch * settings.epochs))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: max(0.0, 1 - s / total_steps))
+    device = next(model.parameters()).device
+    step = 0
+    with tqdm(total=total_steps, desc=desc, disable=not settings.progress, leave=False) as bar:
+        while step < total_steps:
+            for start in range(0, len(order), settings.batch_size):
+                if step >= total_steps:
+                    break
+                batch = {k: v.to(device) for k, v in make_batch(order[start : start + settings.batch_size]).items()}
+                loss = model(**batch).loss
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                sched.step()
+                step += 1
+                bar.update(1)
+                bar.set_postfix(loss=f"{loss.item():.4f}")
+            rng.shuffle(order)
+    model.eval()
