@@ -137,7 +137,11 @@ def _tied_llama(vocab: int):
 
 
 @pytest.mark.parametrize("name,opts,vocab", [("mixed", {"ratio": 2}, 2048),
-                                             ("tiered", {"ratio": 6, "tiers": "4:32,2:32,0"}, 300)])
+                                             ("tiered", {"ratio": 6, "tiers": "4:32,2:32,0"}, 300),
+                                             ("pq", {}, 300),
+                                             ("gguf", {"qtype": "Q4_1"}, 100),
+                                             ("hybrid", {"rank": 4}, 100),
+                                             ("autoencoder-leaky", {"rank": 8, "epochs": 2, "progress": False}, 100)])
 def test_tied_round_trip_in_a_model(tmp_path, name, opts, vocab):
     model = _tied_llama(vocab)
     compress_model(model, make_config(name, **opts), scope="tied")

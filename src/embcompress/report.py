@@ -9,6 +9,14 @@ from typing import Any
 from .sweep import UNCOMPRESSED, cell_key, read_results
 
 RATIO_KEY = "bytes_ratio_vs_fp16"
+# secondary metrics an evaluation reports besides its headline value (GLUE, SQuAD)
+OTHER_METRICS = ("exact_match", "f1", "accuracy", "matthews", "pearson", "spearman")
+
+
+def _others(r: dict[str, Any]) -> str:
+    details = r.get("details") or {}
+    headline = details.get("metric")
+    return ", ".join(f"{k} {details[k]:.2f}" for k in OTHER_METRICS if k in details and k != headline) or "–"
 
 
 def _latest(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -20,8 +28,8 @@ def markdown_table(rows: list[dict[str, Any]]) -> str:
     rows = _latest(rows)
     base = {(r["model"], r["eval"], r.get("max_tokens")): r["value"] for r in rows if r["method"] == UNCOMPRESSED}
     lines = [
-        "| model | eval | method | scope | target ratio | params ratio | bytes vs fp16 | value | vs uncompressed | fit s |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| model | eval | method | scope | target ratio | params ratio | bytes vs fp16 | value | vs uncompressed | also | fit s |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     order = sorted(rows, key=lambda r: (r["model"], r["eval"], r["method"] != UNCOMPRESSED, r["method"],
                                         r.get("ratio_target") or 0))
@@ -30,7 +38,8 @@ def markdown_table(rows: list[dict[str, Any]]) -> str:
         delta = "" if ref is None or r["method"] == UNCOMPRESSED else f"{(r['value'] / ref - 1) * 100:+.1f} %"
         lines.append(
             f"| {r['model']} | {r['eval']} | {r['method']} | {r['scope']} | {r.get('ratio_target') or '–'} | "
-            f"{r['embedding_ratio']:.2f}× | {r[RATIO_KEY]:.2f}× | {r['value']:.4g} | {delta} | {r.get('fit_seconds', '–')} |"
+            f"{r['embedding_ratio']:.2f}× | {r[RATIO_KEY]:.2f}× | {r['value']:.4g} | {delta} | {_others(r)} | "
+            f"{r.get('fit_seconds', '–')} |"
         )
     return "\n".join(lines)
 

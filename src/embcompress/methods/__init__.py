@@ -12,10 +12,10 @@ from typing import Any
 import torch
 
 from ..errors import EmbcompressError
-from . import autoencoder, mixed, pq, scalar, svd, tiered
+from . import autoencoder, ggml, hybrid, mixed, pq, scalar, svd, tiered
 from .base import CompressedEmbedding
 
-METHODS = {m.NAME: m for m in (svd, autoencoder, scalar, pq, mixed, tiered)}
+METHODS = {m.NAME: m for m in (svd, autoencoder, scalar, ggml, pq, mixed, tiered, hybrid)}
 
 # preset name -> (method name, overrides of that method's defaults)
 PRESETS: dict[str, tuple[str, dict[str, Any]]] = {
@@ -23,10 +23,14 @@ PRESETS: dict[str, tuple[str, dict[str, Any]]] = {
     "autoencoder": ("autoencoder", {}),  # the authors' exact settings
     "autoencoder-fast": ("autoencoder", autoencoder.FAST),
     "autoencoder-elu": ("autoencoder", {**autoencoder.FAST, "activation": "elu"}),
+    # the authors' follow-up: LeakyReLU encoder, Tanh decoder, each row rescaled to its stored norm
+    "autoencoder-leaky": ("autoencoder", {**autoencoder.FAST, "activation": "leaky-tanh", "row_norms": True}),
     "int": ("int", {}),
     "pq": ("pq", {}),
     "mixed": ("mixed", {}),
     "tiered": ("tiered", {}),
+    "gguf": ("gguf", {}),
+    "hybrid": ("hybrid", {}),
 }
 
 

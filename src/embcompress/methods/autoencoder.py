@@ -19,12 +19,14 @@ from ..errors import EmbcompressError
 from .base import CompressedEmbedding, SizeConfig, check_weight, dtype_from_name, dtype_name, resolve_rank
 
 NAME = "autoencoder"
-ACTIVATIONS = ("linear", "elu")
+# encoder / decoder activations: the paper's linear and ELU variants, and its follow-up's LeakyReLU
+# encoder with a Tanh decoder (used with row_norms: Tanh bounds the values, the stored norm restores them)
+ACTIVATIONS = {"linear": (nn.Identity, nn.Identity), "elu": (nn.ELU, nn.ELU), "leaky-tanh": (nn.LeakyReLU, nn.Tanh)}
 
 
 @dataclass
 class Config(SizeConfig):
-    activation: str = "linear"  # "elu": Linear then ELU in encoder and decoder (the paper's non-linear variant)
+    activation: str = "linear"  # "elu" (the paper's non-linear variant) or "leaky-tanh" (its follow-up's); see ACTIVATIONS
     w_cos: float = 0.9975 / 5
     w_l2: float = 0.0
     w_l1: float = 0.0025
@@ -77,8 +79,16 @@ def direction_loss(x_hat: torch.Tensor, x: torch.Tensor, config: Config, alpha_v
     return loss
 
 
-def _activation(name: str) -> nn.Module:
-    return nn.ELU() if name == "elu" else nn.Identity()
+def _activations(name: str) -> tuple[nn.Module, nn.Module]:
+    if name not in ACTIVATIONS:
+        raise EmbcompressError(f"unknown activation {name!r}; use one of {', '.join(ACTIVATIONS)}")
+    encoder_act, decoder_act = ACTIVATIONS[name]
+    return encoder_act(), decoder_act()
+
+
+def _with_norms(x_hat: torch.Tensor, norms: torch.Tensor) -> torch.Tensor:
+    """Row-norm enforcement: the decoder gives the direction, the stored norm the length."""
+    return F.normalize(x_hat, dim=-1) * norms.unsqueeze(-1)
 
 
 class AutoencoderEmbedding(CompressedEmbedding):
@@ -96,7 +106,7 @@ class AutoencoderEmbedding(CompressedEmbedding):
         dtype = dtype_from_name(factor_dtype)
         self.codes = nn.Parameter(torch.empty(num_embeddings, latent_dim, dtype=dtype))
         self.decoder = nn.Linear(latent_dim, embedding_dim, dtype=dtype)
-        self.act = _activation(activation)
+        self.act = _activations(activation)[1]
         if self.row_norms:
             self.norms = nn.Parameter(torch.empty(num_embeddings, dtype=dtype))
 
@@ -111,7 +121,7 @@ class AutoencoderEmbedding(CompressedEmbedding):
         codes = F.embedding(ids, self.codes).float()
         out = self.act(F.linear(codes, self.decoder.weight.float(), self.decoder.bias.float()))
         if self.row_norms:
-            out = F.normalize(out, dim=-1) * F.embedding(ids, self.norms.unsqueeze(-1)).float()
+            out = _with_norms(out, self.norms[ids].float())
         return out
 
     def logits(self, hidden, chunk_rows: int = 16384):
@@ -128,8 +138,9 @@ Module = AutoencoderEmbedding
 class _Autoencoder(nn.Module):
     def __init__(self, dim: int, k: int, activation: str):
         super().__init__()
-        self.encoder = nn.Sequential(nn.Linear(dim, k), _activation(activation))
-        self.decoder = nn.Sequential(nn.Linear(k, dim), _activation(activation))
+        encoder_act, decoder_act = _activations(activation)
+        self.encoder = nn.Sequential(nn.Linear(dim, k), encoder_act)
+        self.decoder = nn.Sequential(nn.Linear(k, dim), decoder_act)
 
     def forward(self, x):
         return self.decoder(self.encoder(x))
@@ -137,8 +148,7 @@ class _Autoencoder(nn.Module):
 
 def fit(weight: torch.Tensor, config: Config) -> AutoencoderEmbedding:
     check_weight(weight)
-    if config.activation not in ACTIVATIONS:
-        raise EmbcompressError(f"unknown activation {config.activation!r}; use one of {', '.join(ACTIVATIONS)}")
+    _activations(config.activation)  # a bad name fails before training
     num_rows, dim = weight.shape
     k = resolve_rank(config, num_rows, dim, rank_for_ratio)
     device = torch.device(config.device) if config.device else default_device()
@@ -164,7 +174,8 @@ def fit(weight: torch.Tensor, config: Config) -> AutoencoderEmbedding:
         total, batches = 0.0, 0
         for start in range(0, num_rows, config.batch_size):
             x = x_all[perm[start : start + config.batch_size]]
-            loss = direction_loss(model(x), x, config, a)
+            x_hat = _with_norms(model(x), x.norm(dim=-1)) if config.row_norms else model(x)
+            loss = direction_loss(x_hat, x, config, a)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()

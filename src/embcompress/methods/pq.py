@@ -59,6 +59,21 @@ class ProductQuantizedEmbedding(CompressedEmbedding):
             out = F.normalize(out, dim=-1) * self.norms[ids].float().unsqueeze(-1)
         return out
 
+    def logits(self, hidden, chunk_rows: int = 0):
+        """``hidden @ Wᵀ`` from per-subspace lookup tables, never building W: each token's logit is
+        the sum over subspaces of (hidden's sub-vector · its code's centroid)."""
+        subspaces = self.codes.shape[1]
+        h = hidden.reshape(-1, subspaces, self.sub_dim).float()  # (N, S, sub_dim)
+        lut = torch.einsum("nsd,scd->scn", h, self.codebooks.float())  # (S, 256, N)
+        offsets = self.codes.long() + CENTROIDS * torch.arange(subspaces, device=self.codes.device)
+        # embedding_bag sums, for every row, the S table entries its codes pick: (V, N)
+        out = F.embedding_bag(offsets, lut.reshape(subspaces * CENTROIDS, -1), mode="sum")
+        if self.shape_gain:  # the decoded row is normalised, then scaled to its stored norm
+            sq = (self.codebooks.float() ** 2).sum(-1).reshape(-1)  # |centroid|² per table entry
+            recon_norm = F.embedding_bag(offsets, sq.unsqueeze(-1), mode="sum").squeeze(-1).sqrt()
+            out = out * (self.norms.float() / recon_norm.clamp_min(1e-12)).unsqueeze(-1)
+        return out.T.reshape(*hidden.shape[:-1], self.num_embeddings).to(hidden.dtype)
+
 
 Module = ProductQuantizedEmbedding
 

@@ -1,0 +1,82 @@
+"""llama.cpp's block quantization types, through the ``gguf`` package: the external anchor users know.
+
+Each row is cut into the type's blocks (32 values) and stored exactly as a GGUF file stores it;
+lookups dequantize only the rows asked for. The package can quantize Q8_0, Q5_1, Q5_0, Q4_1, Q4_0
+and MXFP4. The k-quants (Q2_K … Q6_K) it can only dequantize, and their 256-value super-blocks do
+not divide the rows of the models here (576, 640, 384), which is why llama.cpp itself falls back to
+the types above for such embeddings (SmolLM2's GGUF ships its embedding as Q8_0).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from ..errors import EmbcompressError
+from .base import CompressedEmbedding, check_weight, dtype_name
+
+NAME = "gguf"
+QUANTIZABLE = ("Q8_0", "Q5_1", "Q5_0", "Q4_1", "Q4_0", "MXFP4")
+
+
+def _qtype(name: str):
+    from gguf import GGMLQuantizationType
+
+    if name not in QUANTIZABLE:
+        raise EmbcompressError(f"GGUF type {name!r} cannot be quantized by the gguf package; use one of "
+                               f"{', '.join(QUANTIZABLE)} (k-quants need rows divisible by 256 and llama.cpp)")
+    return GGMLQuantizationType[name]
+
+
+@dataclass
+class Config:
+    qtype: str = "Q4_0"
+    method: str = NAME
+
+    def __post_init__(self):  # fail before any model is loaded
+        _qtype(self.qtype)
+
+
+def row_bytes(qtype: str, dim: int) -> int:
+    from gguf import GGML_QUANT_SIZES
+
+    block, size = GGML_QUANT_SIZES[_qtype(qtype)]
+    if dim % block:
+        raise EmbcompressError(f"{qtype} works on blocks of {block} values, which do not divide the row length {dim}")
+    return dim // block * size
+
+
+class GgufEmbedding(CompressedEmbedding):
+    method = NAME
+
+    def __init__(self, num_embeddings, embedding_dim, qtype="Q4_0", **base):
+        super().__init__(num_embeddings, embedding_dim, **base)
+        self.qtype = qtype
+        self.register_buffer("blocks", torch.empty(num_embeddings, row_bytes(qtype, embedding_dim), dtype=torch.uint8))
+
+    def method_spec(self):
+        return {"qtype": self.qtype}
+
+    def decode(self, ids):
+        from gguf.quants import dequantize
+
+        rows = self.blocks[ids.reshape(-1)].cpu().numpy()
+        out = torch.from_numpy(dequantize(rows, _qtype(self.qtype)).astype(np.float32, copy=False))
+        return out.reshape(*ids.shape, self.embedding_dim).to(ids.device)
+
+
+Module = GgufEmbedding
+
+
+def fit(weight: torch.Tensor, config: Config) -> GgufEmbedding:
+    from gguf.quants import quantize
+
+    check_weight(weight)
+    num_rows, dim = weight.shape
+    module = GgufEmbedding(num_rows, dim, config.qtype, output_dtype=dtype_name(weight.dtype))
+    w = weight.detach().float().cpu().numpy()
+    for start in range(0, num_rows, 16384):
+        module.blocks[start : start + 16384] = torch.from_numpy(quantize(w[start : start + 16384], _qtype(config.qtype)))
+    return module.to(weight.device)

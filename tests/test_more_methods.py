@@ -1,0 +1,68 @@
+"""The GGUF anchor, low-rank + quantized residual, the follow-up autoencoder and the PQ lookup-table head."""
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from embcompress import EmbcompressError, compress, make_config
+
+
+def test_gguf_types_store_what_gguf_stores():
+    from gguf import GGMLQuantizationType
+    from gguf.quants import dequantize, quantize
+
+    w = torch.randn(50, 64)
+    for qtype, bytes_per_32 in (("Q8_0", 34), ("Q4_0", 18), ("Q5_1", 24)):
+        m = compress(w, make_config("gguf", qtype=qtype))
+        ref = dequantize(quantize(w.numpy(), GGMLQuantizationType[qtype]), GGMLQuantizationType[qtype])
+        assert np.array_equal(m.reconstruct().numpy(), ref)
+        assert m.nbytes() == 50 * 2 * bytes_per_32
+        ids = torch.tensor([[3, 7], [49, 0]])
+        assert torch.equal(m(ids), m.reconstruct()[ids])
+    assert (compress(w, make_config("gguf", qtype="Q8_0")).reconstruct() - w).norm() / w.norm() < 0.01
+
+
+def test_gguf_bad_types_and_rows():
+    with pytest.raises(EmbcompressError, match="cannot be quantized by the gguf package"):
+        make_config("gguf", qtype="Q4_K")
+    with pytest.raises(EmbcompressError, match="do not divide the row length 48"):
+        compress(torch.randn(10, 48), make_config("gguf", qtype="Q4_0"))
+
+
+def test_hybrid_beats_plain_int2_on_low_rank_plus_noise():
+    g = torch.Generator().manual_seed(0)
+    w = torch.randn(500, 8, generator=g) @ torch.randn(8, 64, generator=g) + 0.05 * torch.randn(500, 64, generator=g)
+    hybrid = compress(w, make_config("hybrid", rank=8, bits=2))
+    plain = compress(w, make_config("int", bits=2))
+    err = lambda m: ((m.reconstruct() - w).norm() / w.norm()).item()
+    assert err(hybrid) < 0.02 < err(plain)
+    # fp16 factors (codes 500x8, basis 8x64) + 2-bit residual (16 bytes a row) + fp16 scales (2 a row)
+    assert hybrid.nbytes() == 2 * (500 * 8 + 8 * 64) + 500 * 16 + 500 * 2 * 2
+
+
+def test_hybrid_with_the_autoencoder_and_bad_options():
+    w = torch.randn(300, 32)
+    m = compress(w, make_config("hybrid", rank=4, low_rank="autoencoder", bits=4))
+    assert ((m.reconstruct() - w).norm() / w.norm()).item() < 0.15
+    with pytest.raises(EmbcompressError, match="unknown low-rank part"):
+        make_config("hybrid", low_rank="pca")
+    with pytest.raises(EmbcompressError, match="between 1 and 31"):
+        compress(w, make_config("hybrid", rank=32))
+
+
+def test_follow_up_autoencoder_keeps_every_row_norm():
+    w = torch.randn(400, 24) * torch.linspace(0.2, 5, 400).unsqueeze(1)
+    m = compress(w, make_config("autoencoder-leaky", rank=8, epochs=4, progress=False))
+    assert torch.allclose(m.reconstruct().norm(dim=-1), w.norm(dim=-1), rtol=1e-4)
+    assert F.cosine_similarity(m.reconstruct(), w, dim=-1).mean() > 0.4  # best rank 8 of 24: ~0.58, random: ~0
+    with pytest.raises(EmbcompressError, match="unknown activation"):
+        compress(w, make_config("autoencoder", rank=8, activation="relu"))
+
+
+@pytest.mark.parametrize("shape_gain", [False, True])
+def test_pq_lookup_table_logits_equal_dense(shape_gain):
+    w = torch.randn(700, 32)
+    m = compress(w, make_config("pq", sub_dim=4, shape_gain=shape_gain))
+    hidden = torch.randn(2, 5, 32)
+    assert torch.allclose(m.logits(hidden), hidden @ m.reconstruct().T, atol=1e-4, rtol=1e-4)
