@@ -2,10 +2,12 @@
 SQuAD v1.1 dev articles 0-23 give the calibration token counts, articles 24-47 are the text whose
 perplexity (first 4096 tokens, SmolLM2-135M, input scope) guides the design.
 
-Regenerate: .venv/bin/python benchmarks/quality_per_byte_probe.py   (prints one line per config)
+Regenerate: .venv/bin/python benchmarks/quality_per_byte_probe.py [RUN_INDEX ...]   (one line per config;
+indices pick a subset of RUNS)
 """
 
 import copy
+import sys
 import time
 
 from embcompress import compress_model, make_config
@@ -22,6 +24,13 @@ RUNS = [
     ("tiered", dict(ratio=8, importance="calibration")),
     ("mixed", dict(ratio=8)),
     ("tiered", dict(ratio=16, importance="calibration", tiers=TIERS_1BIT)),
+    # centring: SmolLM2's column means hold 45 % of the embedding's energy
+    ("int", dict(bits=2, center=True)),
+    ("int", dict(bits=3, center=True)),
+    ("tiered", dict(ratio=8, importance="calibration", center=True)),
+    ("tiered", dict(ratio=8, importance="calibration", tiers=TIERS_1BIT, center=True)),
+    ("tiered", dict(ratio=8, center=True)),
+    ("hybrid", dict(rank=1, bits=2)),
 ]
 
 
@@ -34,7 +43,8 @@ def main():
     counts = token_counts(tok, calib, vocab)
     base = causal_perplexity(model, tok, valid, max_tokens=4096, progress=False).perplexity
     print(f"uncompressed validation perplexity {base:.3f}", flush=True)
-    for name, opts in RUNS:
+    picked = [int(a) for a in sys.argv[1:]] or range(len(RUNS))
+    for name, opts in (RUNS[i] for i in picked):
         m = copy.deepcopy(model)
         t0 = time.perf_counter()
         compress_model(m, make_config(name, **opts), row_weights=counts)

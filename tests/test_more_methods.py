@@ -66,3 +66,23 @@ def test_pq_lookup_table_logits_equal_dense(shape_gain):
     m = compress(w, make_config("pq", sub_dim=4, shape_gain=shape_gain))
     hidden = torch.randn(2, 5, 32)
     assert torch.allclose(m.logits(hidden), hidden @ m.reconstruct().T, atol=1e-4, rtol=1e-4)
+
+
+def test_centering_spends_the_levels_on_what_rows_do_not_share():
+    g = torch.Generator().manual_seed(0)
+    w = 0.6 * torch.randn(64, generator=g) + 0.1 * torch.randn(2000, 64, generator=g)  # a big common part
+    plain = compress(w, make_config("int", bits=2))
+    centred = compress(w, make_config("int", bits=2, center=True))
+    err = lambda m: ((m.reconstruct() - w).norm() / w.norm()).item()
+    assert err(centred) < 0.5 * err(plain)
+    assert centred.nbytes() == plain.nbytes() + 64 * 2  # the fp16 mean
+    assert torch.allclose(centred.center.float(), w.mean(0), atol=1e-3)
+
+
+def test_centred_tiers_keep_the_budget_and_dropped_rows_decode_to_the_mean():
+    w = 0.5 + torch.randn(400, 32)
+    m = compress(w, make_config("tiered", ratio=6, tiers="4:32,2:32,0", center=True))
+    assert m.nbytes() <= 400 * 32 * 2 / 6
+    dropped = (m.tier_of_row == 2).nonzero().squeeze(1)
+    assert len(dropped) > 0
+    assert torch.allclose(m.reconstruct(dropped), m.center.float().expand(len(dropped), -1))

@@ -138,7 +138,9 @@ def _tied_llama(vocab: int):
 
 @pytest.mark.parametrize("name,opts,vocab", [("mixed", {"ratio": 2}, 2048),
                                              ("tiered", {"ratio": 6, "tiers": "4:32,2:32,0"}, 300),
-                                             ("pq", {}, 300),
+                                             ("pq", {"center": True}, 300),
+                                             ("int", {"bits": 2, "center": True}, 100),
+                                             ("tiered", {"ratio": 6, "tiers": "4:32,2:32,0", "center": True}, 300),
                                              ("gguf", {"qtype": "Q4_1"}, 100),
                                              ("hybrid", {"rank": 4}, 100),
                                              ("autoencoder-leaky", {"rank": 8, "epochs": 2, "progress": False}, 100)])

@@ -51,6 +51,14 @@ def check_weight(weight: torch.Tensor) -> None:
         raise EmbcompressError("the embedding matrix holds NaN or Inf values; fix or reload the model weights first")
 
 
+def split_center(weight: torch.Tensor, center: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """``(W − mean, mean)`` with the fp16 mean a centred module will add back, or ``(W, None)``."""
+    if not center:
+        return weight, None
+    mean = weight.detach().float().mean(0).half()
+    return weight.detach().float() - mean.float(), mean
+
+
 def check_ratio(ratio: float) -> None:
     if not (isinstance(ratio, (int, float)) and math.isfinite(ratio) and ratio > 1):
         raise EmbcompressError(f"compression ratio must be > 1 (got {ratio}); pass e.g. --ratio 5")
@@ -89,6 +97,7 @@ class CompressedEmbedding(nn.Module):
         scale: float = 1.0,
         zero_padding_row: bool = False,
         output_dtype: str = "float32",
+        centered: bool = False,
     ):
         super().__init__()
         self.num_embeddings = num_embeddings
@@ -99,6 +108,11 @@ class CompressedEmbedding(nn.Module):
         # A padding row that was exactly zero stays exactly zero.
         self.zero_padding_row = bool(zero_padding_row)
         self.output_dtype = output_dtype
+        # Rows share a large common part (SmolLM2: the column means hold 45 % of the energy); a method
+        # that compresses ``W − mean`` spends its levels on what differs. The mean is stored in fp16.
+        self.centered = bool(centered)
+        if self.centered:
+            self.register_buffer("center", torch.zeros(embedding_dim, dtype=torch.float16))
 
     # -- what subclasses provide -------------------------------------------------------------
     def decode(self, ids: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
@@ -121,6 +135,7 @@ class CompressedEmbedding(nn.Module):
             "scale": self.scale,
             "zero_padding_row": self.zero_padding_row,
             "output_dtype": self.output_dtype,
+            "centered": self.centered,
             **self.method_spec(),
         }
 
@@ -128,8 +143,17 @@ class CompressedEmbedding(nn.Module):
     def weight_dtype(self) -> torch.dtype:
         return dtype_from_name(self.output_dtype)
 
+    def _decode_rows(self, ids: torch.Tensor) -> torch.Tensor:
+        out = self.decode(ids)
+        return out + self.center.float() if self.centered else out
+
+    def set_center(self, mean: torch.Tensor | None) -> "CompressedEmbedding":
+        if mean is not None:
+            self.center.copy_(mean.half())
+        return self
+
     def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
-        out = self.decode(input_ids)
+        out = self._decode_rows(input_ids)
         if self.zero_padding_row and self.padding_idx is not None:
             out = out.masked_fill((input_ids == self.padding_idx).unsqueeze(-1), 0.0)
         if self.scale != 1.0:
@@ -140,7 +164,7 @@ class CompressedEmbedding(nn.Module):
         """Dense rows (all rows when ``rows`` is None), as the original matrix had them (no scale)."""
         device = self._device()
         ids = torch.arange(self.num_embeddings, device=device) if rows is None else torch.as_tensor(rows, device=device)
-        out = self.decode(ids)
+        out = self._decode_rows(ids)
         if self.zero_padding_row and self.padding_idx is not None:
             out = out.masked_fill((ids == self.padding_idx).unsqueeze(-1), 0.0)
         return out.to(self.weight_dtype)

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import EmbcompressError
-from .base import CompressedEmbedding, check_weight, dtype_name
+from .base import CompressedEmbedding, check_weight, dtype_name, split_center
 
 NAME = "pq"
 CENTROIDS = 256
@@ -26,6 +26,7 @@ class Config:
     shape_gain: bool = True
     iterations: int = 25
     seed: int = 1
+    center: bool = False  # quantize W − column mean (kept in fp16)
     method: str = NAME
 
     def __post_init__(self):
@@ -72,7 +73,10 @@ class ProductQuantizedEmbedding(CompressedEmbedding):
             sq = (self.codebooks.float() ** 2).sum(-1).reshape(-1)  # |centroid|² per table entry
             recon_norm = F.embedding_bag(offsets, sq.unsqueeze(-1), mode="sum").squeeze(-1).sqrt()
             out = out * (self.norms.float() / recon_norm.clamp_min(1e-12)).unsqueeze(-1)
-        return out.T.reshape(*hidden.shape[:-1], self.num_embeddings).to(hidden.dtype)
+        out = out.T.reshape(*hidden.shape[:-1], self.num_embeddings)
+        if self.centered:
+            out = out + (hidden.float() @ self.center.float()).unsqueeze(-1)
+        return out.to(hidden.dtype)
 
 
 Module = ProductQuantizedEmbedding
@@ -91,9 +95,10 @@ def fit(weight: torch.Tensor, config: Config, row_weights: torch.Tensor | None =
     check_config(config, dim)
     if num_rows < CENTROIDS:
         raise EmbcompressError(f"product quantization needs at least {CENTROIDS} rows (got {num_rows}); use int")
-    w = weight.detach().float().cpu()
+    w, mean = split_center(weight.detach().float().cpu(), config.center)
     module = ProductQuantizedEmbedding(num_rows, dim, config.sub_dim, config.shape_gain,
-                                       output_dtype=dtype_name(weight.dtype))
+                                       output_dtype=dtype_name(weight.dtype), centered=config.center)
+    module.set_center(mean)
     if config.shape_gain:
         norms = w.norm(dim=-1)
         module.norms.copy_(norms.half())

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import torch
 
 from ..errors import EmbcompressError
-from .base import CompressedEmbedding, check_weight, dtype_name
+from .base import CompressedEmbedding, check_weight, dtype_name, split_center
 from .packing import pack_bits, unpack_bits
 
 NAME = "int"
@@ -26,6 +26,7 @@ class Config:
     group_size: int = 32
     zero_point: bool = False
     search_scale: bool = True
+    center: bool = False  # quantize W − column mean (the mean kept in fp16); see base.split_center
     method: str = NAME
 
     def __post_init__(self):  # fail before any model is loaded
@@ -128,10 +129,11 @@ def fit(weight: torch.Tensor, config: Config) -> QuantizedEmbedding:
     num_rows, dim = weight.shape
     check_config(config, dim)
     module = QuantizedEmbedding(num_rows, dim, config.bits, config.group_size, config.zero_point,
-                                output_dtype=dtype_name(weight.dtype))
+                                output_dtype=dtype_name(weight.dtype), centered=config.center)
+    rows_in, mean = split_center(weight, config.center)
     groups = dim // config.group_size
     for start in range(0, num_rows, 16384):  # chunks bound the memory of the scale search
-        x = weight[start : start + 16384].detach().float()
+        x = rows_in[start : start + 16384].detach().float()
         n = x.shape[0]
         q, scale, off = quantize_groups(x.reshape(n * groups, config.group_size), config.bits, config.zero_point,
                                         config.search_scale)
@@ -139,4 +141,4 @@ def fit(weight: torch.Tensor, config: Config) -> QuantizedEmbedding:
         module.scales[start : start + n] = scale.reshape(n, groups).half()
         if config.zero_point and off is not None:
             module.offsets[start : start + n] = off.reshape(n, groups).half()
-    return module.to(weight.device)
+    return module.set_center(mean).to(weight.device)

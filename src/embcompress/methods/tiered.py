@@ -19,7 +19,7 @@ from torch import nn
 from ..errors import EmbcompressError
 from . import scalar
 from .importance import calibration_counts, check_importance, token_id_weights
-from .base import CompressedEmbedding, check_ratio, check_weight, dtype_name
+from .base import CompressedEmbedding, check_ratio, check_weight, dtype_name, split_center
 
 NAME = "tiered"
 
@@ -29,6 +29,7 @@ class Config:
     ratio: float = 8.0  # bytes of the fp16 matrix / bytes stored (everything counted)
     tiers: str = "4:32,3:32,2:32,2:64,0"  # bits:group_size, best first; "0" drops a row (zeros)
     importance: str = "token-id"
+    center: bool = False  # quantize W − column mean; a dropped row then decodes to the mean
     method: str = NAME
 
     def __post_init__(self):
@@ -124,16 +125,17 @@ def fit(weight: torch.Tensor, config: Config, row_weights: torch.Tensor | None =
     for bits, group in tiers:
         if bits:
             scalar.check_config(scalar.Config(bits, group), dim)
-    budget = num_rows * dim * 2 / config.ratio - num_rows  # the 1-byte tier codes are paid first
+    # the 1-byte tier codes (and the fp16 mean) are paid first
+    budget = num_rows * dim * 2 / config.ratio - num_rows - 2 * dim * config.center
     row_bytes = torch.tensor([tier_row_bytes(dim, b, g) for b, g in tiers], dtype=torch.float64)
     if row_bytes.min() * num_rows > budget:
         raise EmbcompressError(f"ratio {config.ratio} is below what these tiers can reach; add a cheaper tier (e.g. 0) or lower the ratio")
-    w = weight.detach().float()
-    norms = w.norm(dim=-1).clamp_min(1e-12)
-    errors, recon = [], []
+    norms = weight.detach().float().norm(dim=-1).clamp_min(1e-12)
+    w, mean = split_center(weight.detach().float(), config.center)
+    errors, recon = [], []  # squared error relative to the original row's norm
     for bits, group in tiers:
         if bits == 0:
-            errors.append(torch.ones(num_rows))
+            errors.append((w.norm(dim=-1) / norms).pow(2).cpu())
             recon.append(None)
             continue
         q = scalar.fit(w, scalar.Config(bits, group))
@@ -143,7 +145,8 @@ def fit(weight: torch.Tensor, config: Config, row_weights: torch.Tensor | None =
     errors = torch.stack(errors, dim=1).double()
     choice = allocate(errors, importance_weights(num_rows, config, row_weights).double(), row_bytes, budget)
     counts = [int((choice == k).sum()) for k in range(len(tiers))]
-    module = TieredEmbedding(num_rows, dim, tiers, counts, output_dtype=dtype_name(weight.dtype))
+    module = TieredEmbedding(num_rows, dim, tiers, counts, output_dtype=dtype_name(weight.dtype), centered=config.center)
+    module.set_center(mean)
     module.tier_of_row.copy_(choice.to(torch.uint8))
     for k, q in enumerate(recon):
         if q is not None and counts[k]:
