@@ -17,6 +17,7 @@ from embcompress.evaluate.perplexity import causal_perplexity
 from embcompress.models import load_model
 
 TIERS_1BIT = "4:32,3:32,2:32,2:64,1:32,1:64,0"
+TIERS_FINE = "4:32,3:32,3:64,2:32,2:64,2:192,1:32,1:64,1:192,0"
 RUNS = [
     ("int", dict(bits=2)),
     ("tiered", dict(ratio=8, importance="calibration", tiers=TIERS_1BIT)),
@@ -31,6 +32,12 @@ RUNS = [
     ("tiered", dict(ratio=8, importance="calibration", tiers=TIERS_1BIT, center=True)),
     ("tiered", dict(ratio=8, center=True)),
     ("hybrid", dict(rank=1, bits=2)),
+    ("tiered", dict(ratio=8, importance="calibration", tiers=TIERS_FINE, center=True)),
+    ("tiered", dict(ratio=16, importance="calibration", tiers=TIERS_FINE, center=True)),
+    ("tiered", dict(ratio=8, importance="calibration", tiers="8:32," + TIERS_FINE, center=True)),
+    ("int", dict(bits=2, row_norms=True)),
+    ("tiered", dict(ratio=8, importance="calibration", tiers=TIERS_FINE, center=True, row_norms=True)),
+    ("tiered", dict(ratio=16, importance="calibration", tiers=TIERS_FINE, center=True, row_norms=True)),
 ]
 
 

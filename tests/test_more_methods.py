@@ -86,3 +86,14 @@ def test_centred_tiers_keep_the_budget_and_dropped_rows_decode_to_the_mean():
     dropped = (m.tier_of_row == 2).nonzero().squeeze(1)
     assert len(dropped) > 0
     assert torch.allclose(m.reconstruct(dropped), m.center.float().expand(len(dropped), -1))
+
+
+def test_row_norms_undo_the_quantizers_shrinkage():
+    w = torch.randn(300, 64) * torch.linspace(0.5, 3, 300).unsqueeze(1)
+    plain = compress(w, make_config("int", bits=2))
+    kept = compress(w, make_config("int", bits=2, row_norms=True))
+    assert (plain.reconstruct().norm(dim=-1) / w.norm(dim=-1)).mean() < 0.97  # least-squares scales shrink rows
+    assert torch.allclose(kept.reconstruct().norm(dim=-1), w.norm(dim=-1), rtol=2e-3)
+    assert kept.nbytes() == plain.nbytes() + 300 * 2
+    tiered = compress(w, make_config("tiered", ratio=6, tiers="4:32,2:32,0", row_norms=True, center=True))
+    assert tiered.nbytes() <= 300 * 64 * 2 / 6

@@ -140,7 +140,8 @@ def _tied_llama(vocab: int):
                                              ("tiered", {"ratio": 6, "tiers": "4:32,2:32,0"}, 300),
                                              ("pq", {"center": True}, 300),
                                              ("int", {"bits": 2, "center": True}, 100),
-                                             ("tiered", {"ratio": 6, "tiers": "4:32,2:32,0", "center": True}, 300),
+                                             ("tiered", {"ratio": 6, "tiers": "4:32,2:32,0", "center": True,
+                                                         "row_norms": True}, 300),
                                              ("gguf", {"qtype": "Q4_1"}, 100),
                                              ("hybrid", {"rank": 4}, 100),
                                              ("autoencoder-leaky", {"rank": 8, "epochs": 2, "progress": False}, 100)])

@@ -27,6 +27,7 @@ class Config:
     zero_point: bool = False
     search_scale: bool = True
     center: bool = False  # quantize W − column mean (the mean kept in fp16); see base.split_center
+    row_norms: bool = False  # rescale each decoded row to its stored fp16 norm (undoes the shrinkage)
     method: str = NAME
 
     def __post_init__(self):  # fail before any model is loaded
@@ -52,9 +53,12 @@ def check_config(config: Config, dim: int) -> None:
 class QuantizedEmbedding(CompressedEmbedding):
     method = NAME
 
-    def __init__(self, num_embeddings, embedding_dim, bits=4, group_size=32, zero_point=False, **base):
+    def __init__(self, num_embeddings, embedding_dim, bits=4, group_size=32, zero_point=False, row_norms=False, **base):
         super().__init__(num_embeddings, embedding_dim, **base)
         self.bits, self.group_size, self.zero_point = bits, group_size, bool(zero_point)
+        self.row_norms = bool(row_norms)
+        if self.row_norms:
+            self.register_buffer("norms", torch.empty(num_embeddings, dtype=torch.float16))
         groups = embedding_dim // group_size
         self.register_buffer("packed", torch.empty(num_embeddings, embedding_dim * bits // 8, dtype=torch.uint8))
         self.register_buffer("scales", torch.empty(num_embeddings, groups, dtype=torch.float16))
@@ -62,7 +66,8 @@ class QuantizedEmbedding(CompressedEmbedding):
             self.register_buffer("offsets", torch.empty(num_embeddings, groups, dtype=torch.float16))
 
     def method_spec(self):
-        return {"bits": self.bits, "group_size": self.group_size, "zero_point": self.zero_point}
+        return {"bits": self.bits, "group_size": self.group_size, "zero_point": self.zero_point,
+                "row_norms": self.row_norms}
 
     def decode(self, ids):
         # in place on one float buffer: allocation and passes over memory dominate lookups
@@ -75,6 +80,8 @@ class QuantizedEmbedding(CompressedEmbedding):
             grouped.mul_(scales).add_(self.offsets[ids].float().unsqueeze(-1))
         else:
             grouped.sub_(2 ** (self.bits - 1)).mul_(scales)
+        if self.row_norms:  # measured on SmolLM2: int2 loses a fifth less perplexity with its norms kept
+            out.mul_((self.norms[ids].float() / out.norm(dim=-1).clamp_min(1e-12)).unsqueeze(-1))
         return out
 
 
@@ -128,7 +135,7 @@ def fit(weight: torch.Tensor, config: Config) -> QuantizedEmbedding:
     check_weight(weight)
     num_rows, dim = weight.shape
     check_config(config, dim)
-    module = QuantizedEmbedding(num_rows, dim, config.bits, config.group_size, config.zero_point,
+    module = QuantizedEmbedding(num_rows, dim, config.bits, config.group_size, config.zero_point, config.row_norms,
                                 output_dtype=dtype_name(weight.dtype), centered=config.center)
     rows_in, mean = split_center(weight, config.center)
     groups = dim // config.group_size
@@ -139,6 +146,8 @@ def fit(weight: torch.Tensor, config: Config) -> QuantizedEmbedding:
                                         config.search_scale)
         module.packed[start : start + n] = pack_bits(q.reshape(n, dim), config.bits)
         module.scales[start : start + n] = scale.reshape(n, groups).half()
+        if config.row_norms:
+            module.norms[start : start + n] = x.norm(dim=-1).half()
         if config.zero_point and off is not None:
             module.offsets[start : start + n] = off.reshape(n, groups).half()
     return module.set_center(mean).to(weight.device)

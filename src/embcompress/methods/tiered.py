@@ -30,6 +30,7 @@ class Config:
     tiers: str = "4:32,3:32,2:32,2:64,0"  # bits:group_size, best first; "0" drops a row (zeros)
     importance: str = "token-id"
     center: bool = False  # quantize W − column mean; a dropped row then decodes to the mean
+    row_norms: bool = False  # every kept row also stores its fp16 norm (2 bytes) and is rescaled to it
     method: str = NAME
 
     def __post_init__(self):
@@ -51,27 +52,28 @@ def parse_tiers(text: str) -> list[tuple[int, int]]:
     return tiers
 
 
-def tier_row_bytes(dim: int, bits: int, group: int) -> int:
-    return 0 if bits == 0 else dim * bits // 8 + (dim // group) * 2
+def tier_row_bytes(dim: int, bits: int, group: int, row_norms: bool = False) -> int:
+    return 0 if bits == 0 else dim * bits // 8 + (dim // group) * 2 + 2 * row_norms
 
 
 class TieredEmbedding(CompressedEmbedding):
     method = NAME
 
-    def __init__(self, num_embeddings, embedding_dim, tiers=(), tier_rows=(), **base):
+    def __init__(self, num_embeddings, embedding_dim, tiers=(), tier_rows=(), row_norms=False, **base):
         super().__init__(num_embeddings, embedding_dim, **base)
         self.tiers = [tuple(t) for t in tiers]
         self.tier_rows = list(tier_rows)
+        self.row_norms = bool(row_norms)
         self.register_buffer("tier_of_row", torch.empty(num_embeddings, dtype=torch.uint8))
         self.parts = nn.ModuleList(
-            scalar.QuantizedEmbedding(n, embedding_dim, bits, group) if bits else nn.Identity()
+            scalar.QuantizedEmbedding(n, embedding_dim, bits, group, row_norms=row_norms) if bits else nn.Identity()
             for (bits, group), n in zip(self.tiers, self.tier_rows)
         )
         self._slots = None  # row → index inside its tier; derived from tier_of_row, so not stored
         self.register_load_state_dict_post_hook(lambda module, _: setattr(module, "_slots", None))
 
     def method_spec(self):
-        return {"tiers": self.tiers, "tier_rows": self.tier_rows}
+        return {"tiers": self.tiers, "tier_rows": self.tier_rows, "row_norms": self.row_norms}
 
     def slots(self) -> torch.Tensor:
         if self._slots is None or self._slots.device != self.tier_of_row.device:
@@ -127,7 +129,7 @@ def fit(weight: torch.Tensor, config: Config, row_weights: torch.Tensor | None =
             scalar.check_config(scalar.Config(bits, group), dim)
     # the 1-byte tier codes (and the fp16 mean) are paid first
     budget = num_rows * dim * 2 / config.ratio - num_rows - 2 * dim * config.center
-    row_bytes = torch.tensor([tier_row_bytes(dim, b, g) for b, g in tiers], dtype=torch.float64)
+    row_bytes = torch.tensor([tier_row_bytes(dim, b, g, config.row_norms) for b, g in tiers], dtype=torch.float64)
     if row_bytes.min() * num_rows > budget:
         raise EmbcompressError(f"ratio {config.ratio} is below what these tiers can reach; add a cheaper tier (e.g. 0) or lower the ratio")
     norms = weight.detach().float().norm(dim=-1).clamp_min(1e-12)
@@ -138,20 +140,20 @@ def fit(weight: torch.Tensor, config: Config, row_weights: torch.Tensor | None =
             errors.append((w.norm(dim=-1) / norms).pow(2).cpu())
             recon.append(None)
             continue
-        q = scalar.fit(w, scalar.Config(bits, group))
+        q = scalar.fit(w, scalar.Config(bits, group, row_norms=config.row_norms))
         r = q.reconstruct()
         errors.append(((r - w).norm(dim=-1) / norms).pow(2).cpu())
         recon.append(q)
     errors = torch.stack(errors, dim=1).double()
     choice = allocate(errors, importance_weights(num_rows, config, row_weights).double(), row_bytes, budget)
     counts = [int((choice == k).sum()) for k in range(len(tiers))]
-    module = TieredEmbedding(num_rows, dim, tiers, counts, output_dtype=dtype_name(weight.dtype), centered=config.center)
+    module = TieredEmbedding(num_rows, dim, tiers, counts, config.row_norms, output_dtype=dtype_name(weight.dtype),
+                             centered=config.center)
     module.set_center(mean)
     module.tier_of_row.copy_(choice.to(torch.uint8))
     for k, q in enumerate(recon):
         if q is not None and counts[k]:
             rows = (choice == k).nonzero().squeeze(1).to(q.packed.device)
             part = module.parts[k]
-            part.packed.copy_(q.packed[rows])
-            part.scales.copy_(q.scales[rows])
+            part.load_state_dict({k: v[rows] for k, v in q.state_dict().items()})
     return module.to(weight.device)
