@@ -97,3 +97,15 @@ def test_row_norms_undo_the_quantizers_shrinkage():
     assert kept.nbytes() == plain.nbytes() + 300 * 2
     tiered = compress(w, make_config("tiered", ratio=6, tiers="4:32,2:32,0", row_norms=True, center=True))
     assert tiered.nbytes() <= 300 * 64 * 2 / 6
+
+
+def test_tiers_over_a_rank_one_part_keep_every_rows_dominant_coefficient():
+    g = torch.Generator().manual_seed(0)
+    w = torch.rand(400, 1, generator=g) * 3 * torch.randn(1, 32, generator=g) + 0.1 * torch.randn(400, 32, generator=g)
+    m = compress(w, make_config("tiered", ratio=6, tiers="4:32,2:32,0", rank=1))
+    assert m.nbytes() <= 400 * 32 * 2 / 6
+    dropped = (m.tier_of_row == 2).nonzero().squeeze(1)
+    assert len(dropped) > 0  # a dropped row is its rank-1 part, not zeros
+    assert (m.reconstruct(dropped) - w[dropped]).norm() / w[dropped].norm() < 0.1
+    with pytest.raises(EmbcompressError, match="between 1 and 31"):
+        compress(w, make_config("tiered", ratio=6, rank=32))

@@ -17,9 +17,9 @@ import torch
 from torch import nn
 
 from ..errors import EmbcompressError
-from . import scalar
+from . import scalar, svd
 from .importance import calibration_counts, check_importance, token_id_weights
-from .base import CompressedEmbedding, check_ratio, check_weight, dtype_name, split_center
+from .base import CompressedEmbedding, check_rank, check_ratio, check_weight, dtype_name, split_center
 
 NAME = "tiered"
 
@@ -31,6 +31,9 @@ class Config:
     importance: str = "token-id"
     center: bool = False  # quantize W − column mean; a dropped row then decodes to the mean
     row_norms: bool = False  # every kept row also stores its fp16 norm (2 bytes) and is rescaled to it
+    # a rank-r SVD part (fp16) kept for every row, tiers quantize the rest: each row's coefficient on
+    # the dominant direction stays exact, which perplexity needs far more than Frobenius error says
+    rank: int = 0
     method: str = NAME
 
     def __post_init__(self):
@@ -59,11 +62,14 @@ def tier_row_bytes(dim: int, bits: int, group: int, row_norms: bool = False) -> 
 class TieredEmbedding(CompressedEmbedding):
     method = NAME
 
-    def __init__(self, num_embeddings, embedding_dim, tiers=(), tier_rows=(), row_norms=False, **base):
+    def __init__(self, num_embeddings, embedding_dim, tiers=(), tier_rows=(), row_norms=False, rank=0, **base):
         super().__init__(num_embeddings, embedding_dim, **base)
         self.tiers = [tuple(t) for t in tiers]
         self.tier_rows = list(tier_rows)
         self.row_norms = bool(row_norms)
+        self.rank = int(rank)
+        if self.rank:
+            self.low_rank = svd.LowRankEmbedding(num_embeddings, embedding_dim, self.rank, factor_dtype="float16")
         self.register_buffer("tier_of_row", torch.empty(num_embeddings, dtype=torch.uint8))
         self.parts = nn.ModuleList(
             scalar.QuantizedEmbedding(n, embedding_dim, bits, group, row_norms=row_norms) if bits else nn.Identity()
@@ -73,7 +79,7 @@ class TieredEmbedding(CompressedEmbedding):
         self.register_load_state_dict_post_hook(lambda module, _: setattr(module, "_slots", None))
 
     def method_spec(self):
-        return {"tiers": self.tiers, "tier_rows": self.tier_rows, "row_norms": self.row_norms}
+        return {"tiers": self.tiers, "tier_rows": self.tier_rows, "row_norms": self.row_norms, "rank": self.rank}
 
     def slots(self) -> torch.Tensor:
         if self._slots is None or self._slots.device != self.tier_of_row.device:
@@ -84,11 +90,11 @@ class TieredEmbedding(CompressedEmbedding):
 
     def decode(self, ids):
         tier, slot = self.tier_of_row[ids].long(), self.slots()[ids]
-        out = torch.zeros(*ids.shape, self.embedding_dim, device=ids.device)
+        out = self.low_rank.decode(ids) if self.rank else torch.zeros(*ids.shape, self.embedding_dim, device=ids.device)
         for k, part in enumerate(self.parts):
             mask = tier == k
             if self.tiers[k][0] and mask.any():
-                out[mask] = part.decode(slot[mask])
+                out[mask] += part.decode(slot[mask])
         return out
 
 
@@ -124,16 +130,23 @@ def fit(weight: torch.Tensor, config: Config, row_weights: torch.Tensor | None =
     check_weight(weight)
     num_rows, dim = weight.shape
     tiers = parse_tiers(config.tiers)
+    if config.rank:
+        check_rank(config.rank, dim)
     for bits, group in tiers:
         if bits:
             scalar.check_config(scalar.Config(bits, group), dim)
-    # the 1-byte tier codes (and the fp16 mean) are paid first
-    budget = num_rows * dim * 2 / config.ratio - num_rows - 2 * dim * config.center
+    # the 1-byte tier codes (and the fp16 mean and low-rank factors) are paid first
+    budget = num_rows * dim * 2 / config.ratio - num_rows - 2 * dim * config.center - 2 * config.rank * (num_rows + dim)
     row_bytes = torch.tensor([tier_row_bytes(dim, b, g, config.row_norms) for b, g in tiers], dtype=torch.float64)
     if row_bytes.min() * num_rows > budget:
         raise EmbcompressError(f"ratio {config.ratio} is below what these tiers can reach; add a cheaper tier (e.g. 0) or lower the ratio")
     norms = weight.detach().float().norm(dim=-1).clamp_min(1e-12)
     w, mean = split_center(weight.detach().float(), config.center)
+    low = None
+    if config.rank:
+        low = svd.fit(w, svd.Config(rank=config.rank, dtype="float16"))
+        w = torch.cat([w[i : i + 16384] - low.decode(torch.arange(i, min(i + 16384, num_rows), device=w.device))
+                       for i in range(0, num_rows, 16384)])
     errors, recon = [], []  # squared error relative to the original row's norm
     for bits, group in tiers:
         if bits == 0:
@@ -147,8 +160,10 @@ def fit(weight: torch.Tensor, config: Config, row_weights: torch.Tensor | None =
     errors = torch.stack(errors, dim=1).double()
     choice = allocate(errors, importance_weights(num_rows, config, row_weights).double(), row_bytes, budget)
     counts = [int((choice == k).sum()) for k in range(len(tiers))]
-    module = TieredEmbedding(num_rows, dim, tiers, counts, config.row_norms, output_dtype=dtype_name(weight.dtype),
-                             centered=config.center)
+    module = TieredEmbedding(num_rows, dim, tiers, counts, config.row_norms, config.rank,
+                             output_dtype=dtype_name(weight.dtype), centered=config.center)
+    if low is not None:
+        module.low_rank.load_state_dict(low.state_dict())
     module.set_center(mean)
     module.tier_of_row.copy_(choice.to(torch.uint8))
     for k, q in enumerate(recon):
