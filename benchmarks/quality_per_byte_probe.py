@@ -43,6 +43,10 @@ RUNS = [
     ("tiered", dict(ratio=16, importance="calibration", tiers=TIERS_FINE, rank=1)),
     ("hybrid", dict(rank=4, bits=2)),
     ("tiered", dict(ratio=8, importance="calibration", tiers=TIERS_FINE, rank=4)),
+    # tied scope: the output head reads the same compressed matrix
+    ("int", dict(bits=4), "tied"),
+    ("hybrid", dict(rank=1, bits=4), "tied"),
+    ("tiered", dict(ratio=4, importance="calibration", tiers="8:32," + TIERS_FINE, rank=1), "tied"),
 ]
 
 
@@ -56,13 +60,13 @@ def main():
     base = causal_perplexity(model, tok, valid, max_tokens=4096, progress=False).perplexity
     print(f"uncompressed validation perplexity {base:.3f}", flush=True)
     picked = [int(a) for a in sys.argv[1:]] or range(len(RUNS))
-    for name, opts in (RUNS[i] for i in picked):
+    for name, opts, *scope in (RUNS[i] for i in picked):
         m = copy.deepcopy(model)
         t0 = time.perf_counter()
-        compress_model(m, make_config(name, **opts), row_weights=counts)
+        compress_model(m, make_config(name, **opts), row_weights=counts, scope=(scope or ["input"])[0])
         emb = m.get_input_embeddings()
         ppl = causal_perplexity(m, tok, valid, max_tokens=4096, progress=False).perplexity
-        print(f"{name} {opts}: {vocab * emb.embedding_dim * 2 / emb.nbytes():.2f}x bytes vs fp16, "
+        print(f"{name} {opts} {(scope or [''])[0]}: {vocab * emb.embedding_dim * 2 / emb.nbytes():.2f}x bytes vs fp16, "
               f"tiers {getattr(emb, 'tier_rows', '-')}, perplexity {ppl:.3f} ({(ppl / base - 1) * 100:+.1f} %), "
               f"fit+eval {time.perf_counter() - t0:.0f} s", flush=True)
 
