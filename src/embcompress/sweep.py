@@ -20,7 +20,7 @@ import torch
 
 from .errors import EmbcompressError
 from .evaluate.registry import EvalSettings, get_evaluation
-from .methods import PRESETS, make_config
+from .methods import PRESETS, make_config, uses_calibration
 from .models import load_model
 from .surgery import compress_model, size_report
 
@@ -155,13 +155,14 @@ def run_sweep(models: list[str], methods: list[MethodSpec], ratios: list[float],
             if ratio is not None:
                 options["ratio"] = ratio
             t0 = time.perf_counter()
+            config = make_config(method.name, **options)
             counts = None
-            if calib is not None:
+            if calib is not None and uses_calibration(config):
                 if model_name not in calib_counts:  # tokenize the calibration text once per model
                     calib_counts[model_name] = token_counts(tokenizer, calib, model.get_input_embeddings().num_embeddings)
                 counts = calib_counts[model_name]
                 row["calibration"] = calibration
-            info = compress_model(model, make_config(method.name, **options), scope=scope, row_weights=counts)
+            info = compress_model(model, config, scope=scope, row_weights=counts)
             row["fit_seconds"] = round(time.perf_counter() - t0, 2)
             row["config"] = info["config"]
             row.update(size_fields(info["before"], info["after"], model))

@@ -29,6 +29,8 @@ PRESETS: dict[str, tuple[str, dict[str, Any]]] = {
     "pq": ("pq", {}),
     "mixed": ("mixed", {}),
     "tiered": ("tiered", {}),
+    # what the validation text favoured (benchmarks/quality_per_byte.md): finer tiers over a rank-1 part
+    "tiered-rank1": ("tiered", {"tiers": "4:32,3:32,3:64,2:32,2:64,1:32,1:64,0", "rank": 1}),
     "gguf": ("gguf", {}),
     "hybrid": ("hybrid", {}),
 }
@@ -64,10 +66,17 @@ def compress(weight: torch.Tensor, config, row_weights: torch.Tensor | None = No
     return module.fit(weight, config)
 
 
+def uses_calibration(config) -> bool:
+    """Whether ``compress`` hands this config's method the calibration counts (and it reads them)."""
+    takes = "row_weights" in METHODS[config.method].fit.__code__.co_varnames
+    return takes and getattr(config, "importance", "calibration") == "calibration"
+
+
 def module_class(method: str) -> type[CompressedEmbedding]:
     if method not in METHODS:
         raise EmbcompressError(f"unknown compressed module type {method!r}; this version knows {', '.join(METHODS)}")
     return METHODS[method].Module
 
 
-__all__ = ["METHODS", "PRESETS", "CompressedEmbedding", "compress", "make_config", "method_names", "module_class"]
+__all__ = ["METHODS", "PRESETS", "CompressedEmbedding", "compress", "make_config", "method_names", "module_class",
+           "uses_calibration"]
