@@ -47,6 +47,10 @@ RUNS = [
     ("int", dict(bits=4), "tied"),
     ("hybrid", dict(rank=1, bits=4), "tied"),
     ("tiered", dict(ratio=4, importance="calibration", tiers="8:32," + TIERS_FINE, rank=1), "tied"),
+    # the preset (group sizes that divide every model's rows here: 576, 640, 384)
+    ("tiered-rank1", dict(ratio=8, importance="calibration")),
+    ("tiered-rank1", dict(ratio=4, importance="calibration"), "tied"),
+    ("tiered-rank1", dict(ratio=16, importance="calibration")),
 ]
 
 

@@ -30,7 +30,7 @@ PRESETS: dict[str, tuple[str, dict[str, Any]]] = {
     "mixed": ("mixed", {}),
     "tiered": ("tiered", {}),
     # what the validation text favoured (benchmarks/quality_per_byte.md): finer tiers over a rank-1 part
-    "tiered-rank1": ("tiered", {"tiers": "4:32,3:32,3:64,2:32,2:64,1:32,1:64,0", "rank": 1}),
+    "tiered-rank1": ("tiered", {"tiers": "8:32,4:32,3:32,3:64,2:32,2:64,1:32,1:64,0", "rank": 1}),
     "gguf": ("gguf", {}),
     "hybrid": ("hybrid", {}),
 }
