@@ -26,6 +26,12 @@ $EC sweep --models gemma3-270m --methods "$BEST;hybrid:rank=4,bits=2;int:bits=4;
 # gemma3-270m, tied scope
 $EC sweep --models gemma3-270m --scope tied --methods "int:bits=4;$BEST" --ratios 4 \
   --max-tokens 4096 $CAL --out $R/targets-gemma3-tied.jsonl --plot $R/targets-gemma3-tied.png > /dev/null
+section() {  # title, results name
+  echo
+  echo "## $1"
+  echo
+  $EC report $R/targets-$2.jsonl --plot $R/targets-$2.png | sed '/^plot:/d'
+}
 {
   echo "# Issue 5 targets on the reported texts"
   echo
@@ -35,24 +41,10 @@ $EC sweep --models gemma3-270m --scope tied --methods "int:bits=4;$BEST" --ratio
   echo "rank-1 SVD part, chosen on the validation text ([quality_per_byte.md](quality_per_byte.md)), plus an 8-bit"
   echo "tier the allocation uses when the output head reads the matrix (tied scope)."
   echo
-  echo "## minilm-l6, zero-shot STS-B dev Spearman ×100 (targets: ≥ 86.2 at ≥ 8×, ≥ 85.5 at ≥ 16×)"
-  echo
-  $EC report $R/targets-minilm-sts.jsonl --plot $R/targets-minilm-sts.png | sed '/^plot:/d'
-  echo
-  echo "## smollm2-135m, input scope, first 8192 WikiText-2 test tokens (targets: ≤ +3 % at ≥ 8×, ≤ +10 % at ≥ 16×)"
-  echo
-  $EC report $R/targets-smollm2-input.jsonl --plot $R/targets-smollm2-input.png | sed '/^plot:/d'
-  echo
-  echo "## smollm2-135m, tied scope (input and output head compressed), first 8192 WikiText-2 test tokens (target ≤ +5 % at ≥ 4×)"
-  echo
-  $EC report $R/targets-smollm2-tied.jsonl --plot $R/targets-smollm2-tied.png | sed '/^plot:/d'
-  echo
-  echo "## gemma3-270m, input scope, first 4096 WikiText-2 test tokens (targets: ≤ +5 % at ≥ 8×, ≤ +15 % at ≥ 16×)"
-  echo
-  $EC report $R/targets-gemma3-input.jsonl --plot $R/targets-gemma3-input.png | sed '/^plot:/d'
-  echo
-  echo "## gemma3-270m, tied scope, first 4096 WikiText-2 test tokens (target ≤ +5 % at ≥ 4×)"
-  echo
-  $EC report $R/targets-gemma3-tied.jsonl --plot $R/targets-gemma3-tied.png | sed '/^plot:/d'
+  section "minilm-l6, zero-shot STS-B dev Spearman ×100 (targets: ≥ 86.2 at ≥ 8×, ≥ 85.5 at ≥ 16×)" minilm-sts
+  section "smollm2-135m, input scope, first 8192 WikiText-2 test tokens (targets: ≤ +3 % at ≥ 8×, ≤ +10 % at ≥ 16×)" smollm2-input
+  section "smollm2-135m, tied scope (input and output head compressed), first 8192 WikiText-2 test tokens (target ≤ +5 % at ≥ 4×)" smollm2-tied
+  section "gemma3-270m, input scope, first 4096 WikiText-2 test tokens (targets: ≤ +5 % at ≥ 8×, ≤ +15 % at ≥ 16×)" gemma3-input
+  section "gemma3-270m, tied scope, first 4096 WikiText-2 test tokens (target ≤ +5 % at ≥ 4×)" gemma3-tied
 } > benchmarks/.targets.md.tmp
 mv benchmarks/.targets.md.tmp benchmarks/targets.md

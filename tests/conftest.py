@@ -25,6 +25,15 @@ def _tiny(kind: str, tied: bool = True):
     raise ValueError(kind)
 
 
+def bert_encoder(vocab: list[str]):
+    """A tiny random BertModel and a WordPiece tokenizer over ``vocab`` (special tokens first)."""
+    torch.manual_seed(0)
+    tok = tf.BertTokenizerFast(vocab={t: i for i, t in enumerate(vocab)}, do_lower_case=True)
+    cfg = tf.BertConfig(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=1, num_attention_heads=4,
+                        intermediate_size=64, max_position_embeddings=64)
+    return tf.BertModel(cfg).eval(), tok
+
+
 @pytest.fixture
 def tiny_model():
     def make(kind: str, tied: bool = True):

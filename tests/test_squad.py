@@ -4,8 +4,8 @@ import zipfile
 from types import SimpleNamespace
 
 import pytest
-import torch
 import transformers as tf
+from conftest import bert_encoder
 
 from embcompress import EmbcompressError
 from embcompress.evaluate.squad import (
@@ -43,11 +43,7 @@ def squad_dir(tmp_path):
 
 @pytest.fixture
 def tiny_encoder():
-    torch.manual_seed(0)
-    tok = tf.BertTokenizerFast(vocab={t: i for i, t in enumerate(VOCAB)}, do_lower_case=True)
-    cfg = tf.BertConfig(vocab_size=len(VOCAB), hidden_size=32, num_hidden_layers=1, num_attention_heads=4,
-                        intermediate_size=64, max_position_embeddings=64)
-    return tf.BertModel(cfg).eval(), tok
+    return bert_encoder(VOCAB)
 
 
 def test_official_normalisation_and_scores_by_hand():
