@@ -135,3 +135,21 @@ def test_sweep_gives_each_fine_tuning_cell_a_fresh_body(squad_dir, tiny_encoder,
     compress_model(fresh, make_config("int", bits=4, group_size=8))
     direct = run_squad(fresh, tok, SquadSettings(**short, progress=False), str(squad_dir))
     assert rows[1]["value"] == pytest.approx(direct["f1"], abs=1e-6)
+
+
+def test_online_users_get_the_same_nesting_through_datasets(monkeypatch, tmp_path):
+    """Without the zip, the `datasets` copy (flat rows) is regrouped into the official layout."""
+    rows = [
+        {"id": "a", "title": "T1", "context": "c1", "question": "q1", "answers": {"text": ["x"], "answer_start": [0]}},
+        {"id": "b", "title": "T1", "context": "c1", "question": "q2", "answers": {"text": ["y", "y"], "answer_start": [1, 1]}},
+        {"id": "c", "title": "T1", "context": "c2", "question": "q3", "answers": {"text": ["z"], "answer_start": [0]}},
+        {"id": "d", "title": "T2", "context": "c3", "question": "q4", "answers": {"text": ["w"], "answer_start": [0]}},
+    ]
+    fake = SimpleNamespace(load_dataset=lambda *a, **k: rows if a == ("squad",) and k == {"split": "validation"} else None)
+    monkeypatch.setitem(__import__("sys").modules, "datasets", fake)
+    from embcompress.data import squad_dev_articles
+
+    articles = squad_dev_articles(str(tmp_path))
+    assert [a["title"] for a in articles] == ["T1", "T2"]
+    assert [len(p["qas"]) for p in articles[0]["paragraphs"]] == [2, 1]
+    assert articles[0]["paragraphs"][0]["qas"][1]["answers"] == [{"text": "y", "answer_start": 1}] * 2
