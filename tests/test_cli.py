@@ -141,3 +141,13 @@ def test_sweep_calibration_is_recorded_and_eval_text_refused(capsys, tiny_lm_dir
     row = rows["tiered:importance=calibration,tiers=4:32+2:32+0"]
     assert row["calibration"] == str(calib) and row["config"]["importance"] == "calibration"
     assert "calibration" not in rows["int"]  # only methods that read the counts are tagged with them
+
+
+def test_sweep_skips_a_cell_the_method_cannot_build_and_runs_the_rest(capsys, tiny_lm_dir, data_dir, tmp_path):
+    results = tmp_path / "r.jsonl"
+    capsys.readouterr()
+    # tiers without a dropped tier cannot reach 16x; svd can
+    cli.main(list(map(str, ["sweep", "--models", tiny_lm_dir, "--methods", "tiered:tiers=4:32+2:32;svd", "--ratios", "16",
+                            "--max-tokens", "100", "--data-dir", data_dir, "--out", results])))
+    assert [r["method"] for r in read_results(results)] == ["none", "svd"]
+    assert "skipped: ratio 16.0 is below what these tiers can reach" in capsys.readouterr().err

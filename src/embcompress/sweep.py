@@ -162,7 +162,11 @@ def run_sweep(models: list[str], methods: list[MethodSpec], ratios: list[float],
                     calib_counts[model_name] = token_counts(tokenizer, calib, model.get_input_embeddings().num_embeddings)
                 counts = calib_counts[model_name]
                 row["calibration"] = calibration
-            info = compress_model(model, config, scope=scope, row_weights=counts)
+            try:
+                info = compress_model(model, config, scope=scope, row_weights=counts)
+            except EmbcompressError as e:  # e.g. a byte budget this method cannot reach: the other cells still run
+                log(f"[{i}/{len(todo)}] {model_name} {method.label} ratio={ratio} skipped: {e}")
+                continue
             row["fit_seconds"] = round(time.perf_counter() - t0, 2)
             row["config"] = info["config"]
             row.update(size_fields(info["before"], info["after"], model))
