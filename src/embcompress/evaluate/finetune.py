@@ -79,7 +79,7 @@ def with_head(base: nn.Module, tokenizer, auto_class: str, what: str, **config_u
         raise EmbcompressError(f"{type(base).__name__} has no {what} head in transformers; "
                                "use an encoder such as minilm-l6") from None
     setattr(model, model.base_model_prefix, base.base_model)
-    return model
+    return model.to(next(base.parameters()).device)  # the fresh head joins the body (on a GPU if it is there)
 
 
 def fine_tune(model: nn.Module, examples: list[int], make_batch: Callable[[list[int]], dict],
