@@ -17,6 +17,7 @@ from pathlib import Path
 
 import torch
 
+from .device import default_device
 from .errors import EmbcompressError
 
 TASKS = {
@@ -132,7 +133,7 @@ def resolve(name_or_path: str) -> str:
 
 
 def load_model(name_or_path: str, task: str | None = None, device: str | torch.device | None = None, **kwargs):
-    """(model, tokenizer) in fp32, in eval mode."""
+    """(model, tokenizer) in fp32, in eval mode, on ``device`` (default: a GPU when there is one)."""
     import transformers
 
     if task is None:
@@ -149,7 +150,7 @@ def load_model(name_or_path: str, task: str | None = None, device: str | torch.d
         raise EmbcompressError(f"cannot load {name_or_path!r} as {task} ({first[:200]}); "
                                f"built-in names: {', '.join(BUILTINS)}") from None
     model.eval()
-    return (model.to(device) if device is not None else model), tokenizer
+    return model.to(device if device is not None else default_device()), tokenizer
 
 
 def load_any(name_or_path: str, task: str | None = None, device=None):
@@ -159,7 +160,7 @@ def load_any(name_or_path: str, task: str | None = None, device=None):
     from .surgery import is_compressed_dir, load_compressed
 
     if Path(name_or_path).is_dir() and is_compressed_dir(name_or_path):
-        model = load_compressed(name_or_path, device=device)
+        model = load_compressed(name_or_path, device=device if device is not None else default_device())
         return model, transformers.AutoTokenizer.from_pretrained(name_or_path)
     return load_model(name_or_path, task=task, device=device)
 

@@ -184,7 +184,7 @@ def _dedupe(state: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], di
             aliases[name] = owner[key]
         else:
             owner[key] = name
-            kept[name] = t.detach().contiguous()
+            kept[name] = t.detach().cpu().contiguous()
     return kept, aliases
 
 
