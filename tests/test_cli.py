@@ -151,3 +151,11 @@ def test_sweep_skips_a_cell_the_method_cannot_build_and_runs_the_rest(capsys, ti
                             "--max-tokens", "100", "--data-dir", data_dir, "--out", results])))
     assert [r["method"] for r in read_results(results)] == ["none", "svd"]
     assert "skipped: ratio 16.0 is below what these tiers can reach" in capsys.readouterr().err
+
+
+def test_report_gives_score_differences_in_points_and_perplexity_in_per_cent():
+    from embcompress.report import _delta
+
+    assert _delta(0.0, 0.0, True) == "+0.00 pts"  # CoLA's Matthews can be 0: no division
+    assert _delta(84.5, 86.72, True) == "-2.22 pts"
+    assert _delta(25.0, 20.0, False) == "+25.0 %"

@@ -24,6 +24,13 @@ def _latest(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return list({cell_key(r): r for r in rows}.values())
 
 
+def _delta(value: float, ref: float, higher_is_better: bool) -> str:
+    """Scores (accuracy, correlations ×100) differ in points; perplexities in per cent."""
+    if higher_is_better or ref == 0:
+        return f"{value - ref:+.2f} pts"
+    return f"{(value / ref - 1) * 100:+.1f} %"
+
+
 def markdown_table(rows: list[dict[str, Any]]) -> str:
     rows = _latest(rows)
     base = {(r["model"], r["eval"], r.get("max_tokens")): r["value"] for r in rows if r["method"] == UNCOMPRESSED}
@@ -35,7 +42,7 @@ def markdown_table(rows: list[dict[str, Any]]) -> str:
                                         r.get("ratio_target") or 0))
     for r in order:
         ref = base.get((r["model"], r["eval"], r.get("max_tokens")))
-        delta = "" if ref is None or r["method"] == UNCOMPRESSED else f"{(r['value'] / ref - 1) * 100:+.1f} %"
+        delta = "" if ref is None or r["method"] == UNCOMPRESSED else _delta(r["value"], ref, r.get("higher_is_better", True))
         lines.append(
             f"| {r['model']} | {r['eval']} | {r['method']} | {r['scope']} | {r.get('ratio_target') or '–'} | "
             f"{r['embedding_ratio']:.2f}× | {r[RATIO_KEY]:.2f}× | {r['value']:.4g} | {delta} | {_others(r)} | "
