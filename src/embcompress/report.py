@@ -56,6 +56,7 @@ def plot(rows: list[dict[str, Any]], out_png: str | Path) -> Path:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import FuncFormatter
 
     rows = _latest(rows)
     panels = sorted({(r["model"], r["eval"]) for r in rows})
@@ -76,6 +77,9 @@ def plot(rows: list[dict[str, Any]], out_png: str | Path) -> Path:
         if ref is not None:
             ax.axhline(ref["value"], color="black", linestyle="--", linewidth=1, label=f"uncompressed ({ref['value']:.4g})")
         ax.set_xscale("log")
+        # plain "2×, 5×, 10×" tick labels: ratios are read, not exponents
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{x:g}×"))
+        ax.xaxis.set_minor_formatter(FuncFormatter(lambda x, _: f"{x:g}×" if x in (2, 3, 5, 20, 30, 50) else ""))
         if any(not r.get("higher_is_better", True) for r in rows if r["eval"] == ev):
             ax.set_yscale("log")  # perplexities span orders of magnitude
         ax.set_xlabel("embedding compression (bytes vs fp16)")
