@@ -99,36 +99,38 @@ def quantize_groups(x: torch.Tensor, bits: int, zero_point: bool, search_scale: 
         if search_scale:  # shrink the range symmetrically around its centre
             mid = (lo + hi) / 2
             candidates += [(mid - (mid - lo) * f, (hi - lo) * f / (levels - 1)) for f in torch.linspace(0.6, 0.98, 12).tolist()]
-        best = None
-        for off, scale in candidates:
-            scale = scale.clamp_min(1e-12).half().float()
-            off = off.half().float()
-            q = ((x - off[:, None]) / scale[:, None]).round().clamp(0, levels - 1)
-            err = ((q * scale[:, None] + off[:, None] - x) ** 2).sum(-1)
-            best = _keep_best(best, err, q, scale, off)
-        _, q, scale, off = best
-        return q.to(torch.uint8), scale, off
+        candidates = [(scale.clamp_min(1e-12).half().float(), off.half().float()) for off, scale in candidates]
+        scale, off = _least_error(x, candidates, 0, levels - 1)
+        return ((x - off[:, None]) / scale[:, None]).round_().clamp_(0, levels - 1).to(torch.uint8), scale, off
     half = levels // 2
     idx = x.abs().argmax(-1, keepdim=True)
     signed_max = x.gather(-1, idx).squeeze(-1)
     factors = [1.0] + (torch.linspace(0.7, 1.15, 19).tolist() if search_scale else [])
-    best = None
+    candidates = []
     for f in factors:
         scale = (-signed_max / half * f).half().float()
-        scale = torch.where(scale == 0, torch.full_like(scale, 1e-8), scale)
-        q = (x / scale[:, None]).round().clamp(-half, half - 1)
-        err = ((q * scale[:, None] - x) ** 2).sum(-1)
-        best = _keep_best(best, err, q, scale, None)
-    _, q, scale, _ = best
-    return (q + half).to(torch.uint8), scale, None
+        candidates.append((torch.where(scale == 0, torch.full_like(scale, 1e-8), scale), torch.zeros_like(scale)))
+    scale, _ = _least_error(x, candidates, -half, half - 1)
+    return ((x / scale[:, None]).round_().clamp_(-half, half - 1) + half).to(torch.uint8), scale, None
 
 
-def _keep_best(best, err, q, scale, off):
-    if best is None:
-        return err, q, scale, off
-    better = err < best[0]
-    pick = lambda new, old: None if new is None else torch.where(better.view(-1, *([1] * (new.ndim - 1))), new, old)
-    return torch.minimum(err, best[0]), pick(q, best[1]), pick(scale, best[2]), pick(off, best[3])
+def _least_error(x: torch.Tensor, candidates, lo: int, hi: int):
+    """Per group, the (scale, offset) candidate whose rounding has the least squared error.
+
+    Only the winning scale is kept while searching (not the codes), and every pass works in place:
+    the search is most of the fit time of int, hybrid and tiered on a 262k-row matrix.
+    """
+    best_err = best_scale = best_off = None
+    for scale, off in candidates:
+        t = (x - off[:, None]).div_(scale[:, None]).round_().clamp_(lo, hi)
+        err = t.mul_(scale[:, None]).add_(off[:, None]).sub_(x).square_().sum(-1)
+        if best_err is None:
+            best_err, best_scale, best_off = err, scale, off
+        else:
+            better = err < best_err  # strict: ties keep the earlier (unsearched) candidate
+            best_err = torch.minimum(err, best_err)
+            best_scale, best_off = torch.where(better, scale, best_scale), torch.where(better, off, best_off)
+    return best_scale, best_off
 
 
 def fit(weight: torch.Tensor, config: Config) -> QuantizedEmbedding:
