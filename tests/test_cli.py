@@ -134,6 +134,8 @@ def test_sweep_calibration_is_recorded_and_eval_text_refused(capsys, tiny_lm_dir
             "--ratios", "4", "--max-tokens", "100", "--data-dir", data_dir, "--out", results]
     code, _, err = run(capsys, *base, "--calibration", data_dir / "wikitext" / "wiki.test.raw")
     assert code == 2 and "is the evaluation text" in err and not results.exists()
+    code, _, err = run(capsys, *base[:-4], "--evals", "squad", "--out", results, "--calibration", "squad-contexts")
+    assert code == 2 and "the squad evaluation reports on" in err and not results.exists()
     calib = tmp_path / "calib.txt"
     calib.write_text("zzzz qqqq " * 50)
     ok(capsys, *base, "--calibration", calib)

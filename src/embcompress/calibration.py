@@ -12,6 +12,15 @@ from .errors import EmbcompressError
 
 NAMED = {"squad-contexts": "the paragraphs of SQuAD v1.1 dev (Wikipedia, disjoint from WikiText-2 test)"}
 EVAL_FILES = (WIKITEXT_TEST,)
+REPORTED_ON = {"squad-contexts": ("squad",)}  # evaluations that report on a named calibration text
+
+
+def check_disjoint(source: str | None, evals) -> None:
+    """Refuse a sweep whose calibration text is the text one of its evaluations reports on."""
+    clash = [e for e in evals if e in REPORTED_ON.get(source, ())]
+    if clash:
+        raise EmbcompressError(f"--calibration {source} is the text the {clash[0]} evaluation reports on; "
+                               "calibrate on another text (a file of your own)")
 
 
 def calibration_text(source: str, explicit_data_dir: str | None = None) -> str:

@@ -124,8 +124,9 @@ def run_sweep(models: list[str], methods: list[MethodSpec], ratios: list[float],
               scope: str = "input", settings: EvalSettings | None = None, log=print,
               calibration: str | None = None) -> list[dict[str, Any]]:
     """``calibration`` (a text, never the evaluation text) gives token counts to methods that use them."""
-    from .calibration import calibration_text, token_counts
+    from .calibration import calibration_text, check_disjoint, token_counts
 
+    check_disjoint(calibration, evals)
     settings = settings or EvalSettings()
     calib = calibration_text(calibration, settings.data_dir) if calibration else None
     for ev in evals:
