@@ -121,6 +121,17 @@ def test_tiered_calibration_and_bad_tiers():
     counts[1990:] = 1000.0
     m = compress(w, make_config("tiered", ratio=8, importance="calibration", tiers="4:32,2:32,0"), row_weights=counts)
     assert (m.tier_of_row[1990:] == 0).all()
+    # the token-id prior lifts rows the calibration text never saw: low ids (frequent) are no longer dropped
+    dropped = lambda mod: mod.tier_of_row[:100] == 2
+    mixed = compress(w, make_config("tiered", ratio=8, importance="calibration", tiers="4:32,2:32,0", prior=0.5),
+                     row_weights=counts)
+    assert dropped(m).sum() > 10 and dropped(mixed).sum() == 0 and (mixed.tier_of_row[1990:] == 0).all()
+    all_prior = compress(w, make_config("tiered", ratio=8, importance="calibration", tiers="4:32,2:32,0", prior=1.0),
+                         row_weights=counts)
+    data_free = compress(w, make_config("tiered", ratio=8, tiers="4:32,2:32,0"))
+    assert torch.equal(all_prior.tier_of_row, data_free.tier_of_row)
+    with pytest.raises(EmbcompressError, match="prior is a share"):
+        make_config("tiered", prior=1.5)
     with pytest.raises(EmbcompressError, match="bits:group_size"):
         make_config("tiered", tiers="4:32,x")
     with pytest.raises(EmbcompressError, match="below what these tiers can reach"):

@@ -29,6 +29,9 @@ class Config:
     ratio: float = 8.0  # bytes of the fp16 matrix / bytes stored (everything counted)
     tiers: str = "4:32,3:32,2:32,2:64,0"  # bits:group_size, best first; "0" drops a row (zeros)
     importance: str = "token-id"
+    # share of the data-free token-id prior mixed into calibration importance: a floor for the tokens
+    # the calibration text never saw (it guards against a calibration text unlike the deployment's)
+    prior: float = 0.0
     center: bool = False  # quantize W − column mean; a dropped row then decodes to the mean
     row_norms: bool = False  # every kept row also stores its fp16 norm (2 bytes) and is rescaled to it
     # a rank-r SVD part (fp16) kept for every row, tiers quantize the rest: each row's coefficient on
@@ -39,6 +42,8 @@ class Config:
     def __post_init__(self):
         check_ratio(self.ratio)
         check_importance(self.importance)
+        if not 0.0 <= self.prior <= 1.0:
+            raise EmbcompressError(f"prior is a share between 0 and 1 (got {self.prior})")
         parse_tiers(self.tiers)
 
 
@@ -103,9 +108,10 @@ Module = TieredEmbedding
 
 def importance_weights(num_rows: int, config: Config, row_weights: torch.Tensor | None) -> torch.Tensor:
     counts = calibration_counts(config.importance, row_weights)
-    if counts is not None:
-        return (counts + 0.5) / (counts.sum() + 0.5 * num_rows)
-    return token_id_weights(num_rows)
+    prior = token_id_weights(num_rows)
+    if counts is None:
+        return prior
+    return (1 - config.prior) * (counts + 0.5) / (counts.sum() + 0.5 * num_rows) + config.prior * prior / prior.sum()
 
 
 def allocate(errors: torch.Tensor, weights: torch.Tensor, row_bytes: torch.Tensor, budget: float) -> torch.Tensor:
