@@ -3,7 +3,8 @@
 as `targets.sh` uses) nor the reported WikiText-2 test: GLUE SST-2 training sentences (lower-cased
 movie-review fragments, tokenized with spaces before punctuation) and MRPC training sentences (news).
 
-Regenerate: .venv/bin/python benchmarks/prior_probe.py [MODEL]   (default smollm2-135m; one line per config)
+Regenerate: .venv/bin/python benchmarks/prior_probe.py [MODEL [INDEX ...]]   (default smollm2-135m, every
+config of CONFIGS; one line per config)
 """
 
 import copy
@@ -19,6 +20,8 @@ from embcompress.models import load_model
 CONFIGS = [("tiered-rank1", dict(ratio=8, importance="calibration", prior=p)) for p in (0.0, 0.25, 0.5)]
 CONFIGS += [("tiered-rank1", dict(ratio=8)), ("tiered-rank1", dict(ratio=16, importance="calibration", prior=0.0)),
             ("tiered-rank1", dict(ratio=16, importance="calibration", prior=0.5)), ("tiered-rank1", dict(ratio=16))]
+# with the prior fixed at 0.5: does a larger low-rank part pay for its bytes at 8x?
+CONFIGS += [("tiered-rank1", dict(ratio=8, importance="calibration", prior=0.5, rank=r)) for r in (2, 4)]
 
 
 def glue_sentences(task: str, column: str) -> str:
@@ -28,6 +31,7 @@ def glue_sentences(task: str, column: str) -> str:
 
 def main():
     name = sys.argv[1] if len(sys.argv) > 1 else "smollm2-135m"
+    picked = [CONFIGS[int(i)] for i in sys.argv[2:]] or CONFIGS
     model, tok = load_model(name)
     vocab = model.get_input_embeddings().num_embeddings
     counts = token_counts(tok, calibration_text("squad-contexts"), vocab)
@@ -35,7 +39,7 @@ def main():
     ppl = lambda m, t: causal_perplexity(m, tok, t, max_tokens=4096, progress=False).perplexity
     base = {k: ppl(model, t) for k, t in texts.items()}
     print(f"{name} uncompressed: " + ", ".join(f"{k} {v:.3f}" for k, v in base.items()), flush=True)
-    for method, opts in CONFIGS:
+    for method, opts in picked:
         m = copy.deepcopy(model)
         compress_model(m, make_config(method, **opts), row_weights=counts)
         got = {k: ppl(m, t) for k, t in texts.items()}
