@@ -110,7 +110,8 @@ def _print_sizes(info):
     click.echo(f"method {info['method']} ({info['scope']} scope)")
     click.echo(f"embedding: {b['embedding_parameters']:,} → {a['embedding_parameters']:,} params, "
                f"{b['embedding_bytes']:,} → {a['embedding_bytes']:,} bytes "
-               f"({b['embedding_bytes'] / a['embedding_bytes']:.2f}×)")
+               f"({b['embedding_bytes'] / a['embedding_bytes']:.2f}×; "
+               f"{b['embedding_parameters'] * 2 / a['embedding_bytes']:.2f}× against fp16, the ratio methods target)")
     click.echo(f"model:     {b['model_parameters']:,} → {a['model_parameters']:,} params, "
                f"{b['model_bytes']:,} → {a['model_bytes']:,} bytes")
 
