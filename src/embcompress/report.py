@@ -51,6 +51,13 @@ def markdown_table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def line_label(row: dict[str, Any]) -> str:
+    """One line per method: variants without a target ratio (int:bits=8 … int:bits=1) join their
+    family's line, where each is one point of bytes against quality."""
+    name = row["method"] if row.get("ratio_target") is not None else row["method"].split(":")[0]
+    return name if row["scope"] == "input" else f"{name} ({row['scope']} scope)"
+
+
 def plot(rows: list[dict[str, Any]], out_png: str | Path) -> Path:
     import matplotlib
 
@@ -60,7 +67,7 @@ def plot(rows: list[dict[str, Any]], out_png: str | Path) -> Path:
 
     rows = _latest(rows)
     panels = sorted({(r["model"], r["eval"]) for r in rows})
-    fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 4.2), squeeze=False)
+    fig, axes = plt.subplots(1, len(panels), figsize=(8 * len(panels), 4.8), squeeze=False)
     for ax, (model, ev) in zip(axes[0], panels):
         lines, ref = defaultdict(list), None
         for r in rows:
@@ -69,24 +76,33 @@ def plot(rows: list[dict[str, Any]], out_png: str | Path) -> Path:
             if r["method"] == UNCOMPRESSED:
                 ref = r
             else:
-                label = r["method"] if r["scope"] == "input" else f"{r['method']} ({r['scope']} scope)"
-                lines[label].append((r[RATIO_KEY], r["value"]))
-        for label, points in sorted(lines.items()):
+                lines[line_label(r)].append((r[RATIO_KEY], r["value"]))
+        colours = plt.get_cmap("tab20").colors
+        for i, (label, points) in enumerate(sorted(lines.items())):
             xs, ys = zip(*sorted(points))
-            ax.plot(xs, ys, marker="o", label=label)
+            ax.plot(xs, ys, marker="os^D"[i // 20 % 4], color=colours[i % 20], label=label)
         if ref is not None:
             ax.axhline(ref["value"], color="black", linestyle="--", linewidth=1, label=f"uncompressed ({ref['value']:.4g})")
+            if not ref.get("higher_is_better", True):
+                # the interesting region is near the reference; catastrophic points leave through the top
+                top = max(y for pts in lines.values() for _, y in pts) if lines else ref["value"]
+                if top > 5 * ref["value"]:
+                    ax.set_ylim(ref["value"] * 0.97, ref["value"] * 5)
+                    ax.set_title(f"{model} · {ev} (clipped at 5× uncompressed)")
         ax.set_xscale("log")
         # plain "2×, 5×, 10×" tick labels: ratios are read, not exponents
         ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{x:g}×"))
         ax.xaxis.set_minor_formatter(FuncFormatter(lambda x, _: f"{x:g}×" if x in (2, 3, 5, 20, 30, 50) else ""))
         if any(not r.get("higher_is_better", True) for r in rows if r["eval"] == ev):
             ax.set_yscale("log")  # perplexities span orders of magnitude
+            ax.yaxis.set_major_formatter(FuncFormatter(lambda y, _: f"{y:g}"))
+            ax.yaxis.set_minor_formatter(FuncFormatter(lambda y, _: f"{y:g}"))
         ax.set_xlabel("embedding compression (bytes vs fp16)")
         ax.set_ylabel(ev)
-        ax.set_title(f"{model} · {ev}")
+        if not ax.get_title():
+            ax.set_title(f"{model} · {ev}")
         ax.grid(True, which="both", alpha=0.3)
-        ax.legend(fontsize=8)
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     fig.tight_layout()
     out_png = Path(out_png)
     out_png.parent.mkdir(parents=True, exist_ok=True)
