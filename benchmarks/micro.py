@@ -84,7 +84,7 @@ def peak_rss(kind: str, target: str) -> int:
 def main():
     torch.manual_seed(0)
     lines = [f"# Micro benchmarks\n\nMachine: {machine()}. Regenerate: `.venv/bin/python benchmarks/micro.py`.\n"]
-    w = embedding("gemma3-270m").clone()  # own memory: timings must not include page faults of the file
+    w = embedding("gemma3-270m").clone()  # a private copy, not pages of the file
     lines += [f"## Fit time on the gemma3-270m embedding ({w.shape[0]}×{w.shape[1]}), target ≤ 120 s\n",
               "| method | seconds | stored bytes | bytes vs fp16 |", "| --- | --- | --- | --- |"]
     modules = {}
@@ -112,9 +112,9 @@ def main():
         print(lines[-1], flush=True)
 
     lines += ["", "A dense lookup is one memory copy; every compressed module decodes its rows (unpack codes, "
-              "scale, add factors), so on this CPU they run at a fraction of the dense speed. The weight is "
-              "touched once before timing: an earlier run (dense 19.7 ms) timed page faults of the memory-mapped "
-              "matrix and flattered every ratio."]
+              "scale, add factors), so on this CPU they run at a fraction of the dense speed. An earlier run "
+              "measured the dense lookup at 19.7 ms (cause not established: first-touch page faults or other load "
+              "on the two cores), which flattered every ratio; the matrix is now a private copy."]
     lines += ["", "## Peak memory (VmHWM of a fresh process: imports, model and weights) when loading\n",
               "| what is loaded | peak RSS |", "| --- | --- |"]
     with tempfile.TemporaryDirectory() as tmp:
