@@ -29,8 +29,8 @@ done
   echo "WikiText-2 raw test tokens ([targets.md](targets.md) has 8192-token SmolLM2 numbers). The x axis is bytes against fp16."
   cat <<'FINDINGS'
 
-**Findings** (minilm-l6 and smollm2-135m; the Gemma-3 sweep — about an hour of this CPU — has not been
-run yet: `bash benchmarks/pareto.sh gemma3-270m` resumes and adds its section).
+**Findings** (minilm-l6 and smollm2-135m; the Gemma-3 sweep — about an hour of this CPU — is partial:
+`bash benchmarks/pareto.sh gemma3-270m` resumes it where it stopped).
 - Every rank-k method (SVD, the paper's autoencoder, its LeakyReLU/Tanh follow-up) loses 1.4–2.2 STS
   points already at 2× and multiplies SmolLM2's perplexity by 80–1400 at any ratio.
 - SmolLM2 up to 4×: free for `tiered-rank1` (±0.0 %), `hybrid` rank 1 + int4 (+0.3 %), int4/Q4_0 (+1.3 %).
