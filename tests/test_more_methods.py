@@ -109,3 +109,25 @@ def test_tiers_over_a_rank_one_part_keep_every_rows_dominant_coefficient():
     assert (m.reconstruct(dropped) - w[dropped]).norm() / w[dropped].norm() < 0.1
     with pytest.raises(EmbcompressError, match="between 1 and 31"):
         compress(w, make_config("tiered", ratio=6, rank=32))
+
+
+def test_pq_tiers_pay_their_codebooks_and_win_where_rows_cluster():
+    g = torch.Generator().manual_seed(0)
+    # rows that are one of 64 directions at varied norms: PQ codes them almost exactly, int2 cannot
+    centres = torch.randn(64, 32, generator=g)
+    w = centres[torch.randint(0, 64, (20000,), generator=g)] * torch.rand(20000, 1, generator=g).add(0.5)
+    w += 0.01 * torch.randn(20000, 32, generator=g)
+    with_pq = compress(w, make_config("tiered", ratio=6, tiers="4:32,pq4,0"))
+    int_only = compress(w, make_config("tiered", ratio=6, tiers="4:32,2:32,0"))
+    assert with_pq.nbytes() <= 20000 * 32 * 2 / 6  # codebooks counted
+    assert with_pq.parts[1].codebooks.shape == (8, 256, 4)
+    assert (with_pq.tier_of_row == 1).sum() > 15000
+    err = lambda m: ((m.reconstruct() - w).norm(dim=-1) / w.norm(dim=-1)).mean()
+    assert err(with_pq) < 0.5 * err(int_only)
+    assert torch.equal(with_pq.reconstruct(torch.tensor([5, 7])), with_pq.reconstruct()[[5, 7]])
+    with pytest.raises(EmbcompressError, match="sub_dim 5 must divide"):
+        compress(w, make_config("tiered", ratio=6, tiers="4:32,pq5,0"))
+    with pytest.raises(EmbcompressError, match="shared parts .* exceed the budget"):
+        compress(w[:300], make_config("tiered", ratio=6, tiers="4:32,pq4,0"))
+    with pytest.raises(EmbcompressError, match="pq4 or 0"):
+        make_config("tiered", tiers="4:32,pqx")

@@ -153,6 +153,7 @@ def _tied_llama(vocab: int):
                                              ("int", {"bits": 2, "center": True}, 100),
                                              ("tiered", {"ratio": 6, "tiers": "4:32,2:32,0", "center": True,
                                                          "row_norms": True}, 300),
+                                             ("tiered", {"ratio": 3, "tiers": "4:32,pq4,0", "rank": 1}, 2048),
                                              ("gguf", {"qtype": "Q4_1"}, 100),
                                              ("hybrid", {"rank": 4}, 100),
                                              ("autoencoder-leaky", {"rank": 8, "epochs": 2, "progress": False}, 100)])

@@ -1,6 +1,7 @@
 """Importance-aware bit allocation across scalar-quantized tiers, under an exact byte budget.
 
-Every row gets one tier (e.g. int4, int3, int2 per 32 values, int2 per 128, or dropped) chosen by a
+Every row gets one tier (e.g. int4, int3, int2 per 32 values, shape-gain PQ with 4 values a byte, or
+dropped) chosen by a
 Lagrangian rate–distortion allocation: row i takes the tier minimising
 ``importance_i · relative_error_i(tier) + λ · bytes(tier)``, with λ found by bisection so the total,
 a 1-byte tier code per row included, fits the budget. Measured on SmolLM2, quantization noise is far
@@ -17,7 +18,7 @@ import torch
 from torch import nn
 
 from ..errors import EmbcompressError
-from . import scalar, svd
+from . import pq, scalar, svd
 from .importance import calibration_counts, check_importance, token_id_weights
 from .base import CompressedEmbedding, check_rank, check_ratio, check_weight, dtype_name, split_center
 
@@ -27,7 +28,8 @@ NAME = "tiered"
 @dataclass
 class Config:
     ratio: float = 8.0  # bytes of the fp16 matrix / bytes stored (everything counted)
-    tiers: str = "4:32,3:32,2:32,2:64,0"  # bits:group_size, best first; "0" drops a row (zeros)
+    # bits:group_size (int-k), pqN (shape-gain PQ, N values a byte, its codebooks paid once) or 0 (drop)
+    tiers: str = "4:32,3:32,2:32,2:64,0"
     importance: str = "token-id"
     # share of the data-free token-id prior mixed into calibration importance: a floor for the tokens
     # the calibration text never saw (it guards against a calibration text unlike the deployment's)
@@ -47,21 +49,40 @@ class Config:
         parse_tiers(self.tiers)
 
 
-def parse_tiers(text: str) -> list[tuple[int, int]]:
+def parse_tiers(text: str) -> list[tuple]:
+    """'4:32,pq4,0' → [(4, 32), ("pq", 4), (0, 0)]."""
     tiers = []
     for item in text.replace("+", ",").split(","):  # '+' also separates, for sweep method strings
-        bits, _, group = item.strip().partition(":")
+        item = item.strip()
         try:
-            tiers.append((int(bits), int(group or 0)))
+            if item.startswith("pq"):
+                tiers.append(("pq", int(item[2:])))
+            else:
+                bits, _, group = item.partition(":")
+                tiers.append((int(bits), int(group or 0)))
         except ValueError:
-            raise EmbcompressError(f"tier {item!r} must look like bits:group_size (e.g. 4:32) or 0") from None
+            raise EmbcompressError(f"tier {item!r} must look like bits:group_size (e.g. 4:32), pq4 or 0") from None
     if not tiers or len(tiers) > 255:
         raise EmbcompressError("give between 1 and 255 tiers, e.g. --option tiers=4:32,2:32,0")
     return tiers
 
 
-def tier_row_bytes(dim: int, bits: int, group: int, row_norms: bool = False) -> int:
+def is_pq(tier) -> bool:
+    return tier[0] == "pq"
+
+
+def tier_row_bytes(dim: int, tier, row_norms: bool = False) -> int:
+    if is_pq(tier):
+        return dim // tier[1] + 2  # codes and the fp16 norm
+    bits, group = tier
     return 0 if bits == 0 else dim * bits // 8 + (dim // group) * 2 + 2 * row_norms
+
+
+def tier_module(tier, rows: int, dim: int, row_norms: bool) -> nn.Module:
+    if is_pq(tier):
+        return pq.ProductQuantizedEmbedding(rows, dim, tier[1], shape_gain=True)
+    bits, group = tier
+    return scalar.QuantizedEmbedding(rows, dim, bits, group, row_norms=row_norms) if bits else nn.Identity()
 
 
 class TieredEmbedding(CompressedEmbedding):
@@ -76,10 +97,7 @@ class TieredEmbedding(CompressedEmbedding):
         if self.rank:
             self.low_rank = svd.LowRankEmbedding(num_embeddings, embedding_dim, self.rank, factor_dtype="float16")
         self.register_buffer("tier_of_row", torch.empty(num_embeddings, dtype=torch.uint8))
-        self.parts = nn.ModuleList(
-            scalar.QuantizedEmbedding(n, embedding_dim, bits, group, row_norms=row_norms) if bits else nn.Identity()
-            for (bits, group), n in zip(self.tiers, self.tier_rows)
-        )
+        self.parts = nn.ModuleList(tier_module(t, n, embedding_dim, row_norms) for t, n in zip(self.tiers, self.tier_rows))
         self._slots = None  # row → index inside its tier; derived from tier_of_row, so not stored
         self.register_load_state_dict_post_hook(lambda module, _: setattr(module, "_slots", None))
 
@@ -94,13 +112,19 @@ class TieredEmbedding(CompressedEmbedding):
         return self._slots
 
     def decode(self, ids):
-        tier, slot = self.tier_of_row[ids].long(), self.slots()[ids]
-        out = self.low_rank.decode(ids) if self.rank else torch.zeros(*ids.shape, self.embedding_dim, device=ids.device)
+        flat_ids = ids.reshape(-1)
+        tier, slot = self.tier_of_row[flat_ids], self.slots()[flat_ids]
+        if self.rank:
+            out = self.low_rank.decode(flat_ids)
+        else:
+            out = torch.zeros(len(flat_ids), self.embedding_dim, device=ids.device)
         for k, part in enumerate(self.parts):
-            mask = tier == k
-            if self.tiers[k][0] and mask.any():
-                out[mask] += part.decode(slot[mask])
-        return out
+            if isinstance(part, nn.Identity):
+                continue
+            where = (tier == k).nonzero().squeeze(1)
+            if len(where):  # index_add_ writes each row once; masked += reads, adds and writes back
+                out.index_add_(0, where, part.decode(slot[where]))
+        return out.reshape(*ids.shape, self.embedding_dim)
 
 
 Module = TieredEmbedding
@@ -138,12 +162,19 @@ def fit(weight: torch.Tensor, config: Config, row_weights: torch.Tensor | None =
     tiers = parse_tiers(config.tiers)
     if config.rank:
         check_rank(config.rank, dim)
-    for bits, group in tiers:
-        if bits:
-            scalar.check_config(scalar.Config(bits, group), dim)
-    # the 1-byte tier codes (and the fp16 mean and low-rank factors) are paid first
-    budget = num_rows * dim * 2 / config.ratio - num_rows - 2 * dim * config.center - 2 * config.rank * (num_rows + dim)
-    row_bytes = torch.tensor([tier_row_bytes(dim, b, g, config.row_norms) for b, g in tiers], dtype=torch.float64)
+    for tier in tiers:
+        if is_pq(tier):
+            pq.check_config(pq.Config(sub_dim=tier[1]), dim)
+        elif tier[0]:
+            scalar.check_config(scalar.Config(*tier), dim)
+    # the 1-byte tier codes (and the fp16 mean, low-rank factors and PQ codebooks) are paid first
+    codebook_bytes = sum(pq.CENTROIDS * dim * 2 for t in tiers if is_pq(t))
+    budget = (num_rows * dim * 2 / config.ratio - num_rows - 2 * dim * config.center - 2 * config.rank * (num_rows + dim)
+              - codebook_bytes)
+    row_bytes = torch.tensor([tier_row_bytes(dim, t, config.row_norms) for t in tiers], dtype=torch.float64)
+    if budget < 0:
+        raise EmbcompressError(f"at ratio {config.ratio} the shared parts (tier codes, low-rank factors, PQ codebooks) "
+                               "alone exceed the budget; lower the ratio or drop the pq tiers / rank")
     if row_bytes.min() * num_rows > budget:
         raise EmbcompressError(f"ratio {config.ratio} is below what these tiers can reach; add a cheaper tier (e.g. 0) or lower the ratio")
     norms = weight.detach().float().norm(dim=-1).clamp_min(1e-12)
@@ -153,18 +184,22 @@ def fit(weight: torch.Tensor, config: Config, row_weights: torch.Tensor | None =
         low = svd.fit(w, svd.Config(rank=config.rank, dtype="float16"))
         w = torch.cat([w[i : i + 16384] - low.decode(torch.arange(i, min(i + 16384, num_rows), device=w.device))
                        for i in range(0, num_rows, 16384)])
+    importance = importance_weights(num_rows, config, row_weights).double()
     errors, recon = [], []  # squared error relative to the original row's norm
-    for bits, group in tiers:
-        if bits == 0:
+    for tier in tiers:
+        if tier[0] == 0:
             errors.append((w.norm(dim=-1) / norms).pow(2).cpu())
             recon.append(None)
             continue
-        q = scalar.fit(w, scalar.Config(bits, group, row_norms=config.row_norms))
+        if is_pq(tier):  # codebooks follow the importance, as the allocation does
+            q = pq.fit(w, pq.Config(sub_dim=tier[1], shape_gain=True), row_weights=importance)
+        else:
+            q = scalar.fit(w, scalar.Config(*tier, row_norms=config.row_norms))
         r = q.reconstruct()
         errors.append(((r - w).norm(dim=-1) / norms).pow(2).cpu())
         recon.append(q)
     errors = torch.stack(errors, dim=1).double()
-    choice = allocate(errors, importance_weights(num_rows, config, row_weights).double(), row_bytes, budget)
+    choice = allocate(errors, importance, row_bytes, budget)
     counts = [int((choice == k).sum()) for k in range(len(tiers))]
     module = TieredEmbedding(num_rows, dim, tiers, counts, config.row_norms, config.rank,
                              output_dtype=dtype_name(weight.dtype), centered=config.center)
@@ -174,7 +209,8 @@ def fit(weight: torch.Tensor, config: Config, row_weights: torch.Tensor | None =
     module.tier_of_row.copy_(choice.to(torch.uint8))
     for k, q in enumerate(recon):
         if q is not None and counts[k]:
-            rows = (choice == k).nonzero().squeeze(1).to(q.packed.device)
+            rows = (choice == k).nonzero().squeeze(1).to(q._device())
             part = module.parts[k]
-            part.load_state_dict({k: v[rows] for k, v in q.state_dict().items()})
+            shared = {"codebooks"}  # PQ codebooks serve every row of the tier; the rest is per row
+            part.load_state_dict({k: v if k in shared else v[rows] for k, v in q.state_dict().items()})
     return module.to(weight.device)
