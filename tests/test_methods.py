@@ -6,7 +6,7 @@ import torch
 from conftest import low_rank_matrix
 from embcompress import EmbcompressError, compress, make_config
 from embcompress.methods import autoencoder, svd
-from embcompress.methods.packing import pack_bits, unpack_bits
+from embcompress.methods.packing import pack_bits, unpack_bits, unpack_float
 
 
 def test_svd_recovers_exact_low_rank_matrix():
@@ -103,6 +103,15 @@ def test_bit_packing_round_trip(bits):
     packed = pack_bits(v, bits)
     assert packed.shape == (7, 64 * bits // 8)
     assert torch.equal(unpack_bits(packed, bits, 64), v)
+
+
+@pytest.mark.parametrize("bits", range(1, 9))
+def test_unpacking_to_floats_through_the_pair_table_matches_plain_unpacking(bits):
+    v = torch.randint(0, 2**bits, (3, 5, 64), dtype=torch.uint8)
+    packed = pack_bits(v, bits)
+    assert torch.equal(unpack_float(packed, bits, 64, 2.0, -1.0), v.float() * 2 - 1)
+    short = pack_bits(v[..., :8], bits)  # one byte at 1 bit: the plain path
+    assert torch.equal(unpack_float(short, bits, 8, 1.0, -3.0), v[..., :8].float() - 3)
 
 
 @pytest.mark.parametrize("bits,max_rel_err", [(8, 0.01), (4, 0.12), (2, 0.6), (1, 0.8)])

@@ -60,11 +60,34 @@ class GgufEmbedding(CompressedEmbedding):
         return {"qtype": self.qtype}
 
     def decode(self, ids):
+        if self.qtype in TORCH_DECODERS:  # the common types in torch: no numpy round trip, runs on a GPU too
+            blocks = self.blocks[ids.reshape(-1)]
+            return TORCH_DECODERS[self.qtype](blocks.reshape(len(blocks), -1, blocks.shape[-1] * 32 // self.embedding_dim)
+                                              ).reshape(*ids.shape, self.embedding_dim)
         from gguf.quants import dequantize
 
         rows = self.blocks[ids.reshape(-1)].cpu().numpy()
         out = torch.from_numpy(dequantize(rows, _qtype(self.qtype)).astype(np.float32, copy=False))
         return out.reshape(*ids.shape, self.embedding_dim).to(ids.device)
+
+
+def _block_scales(blocks: torch.Tensor) -> torch.Tensor:
+    """The fp16 scale that opens every block: (N, B, bytes) → (N, B, 1) float32."""
+    return blocks[..., :2].contiguous().view(torch.float16).float()
+
+
+def _decode_q8_0(blocks: torch.Tensor) -> torch.Tensor:
+    """Q8_0: fp16 scale, then 32 int8 values."""
+    return blocks[..., 2:].contiguous().view(torch.int8).float().mul_(_block_scales(blocks))
+
+
+def _decode_q4_0(blocks: torch.Tensor) -> torch.Tensor:
+    """Q4_0: fp16 scale, then 16 bytes; low nibbles are values 0–15, high nibbles 16–31, each minus 8."""
+    q = blocks[..., 2:]
+    return torch.cat([q & 15, q >> 4], dim=-1).float().sub_(8).mul_(_block_scales(blocks))
+
+
+TORCH_DECODERS = {"Q8_0": _decode_q8_0, "Q4_0": _decode_q4_0}
 
 
 Module = GgufEmbedding

@@ -50,7 +50,7 @@ class HybridEmbedding(CompressedEmbedding):
         return [f"low_rank.{n}" for n in self.low_rank.decoder_parameter_names()]
 
     def decode(self, ids):
-        return self.low_rank.decode(ids) + self.residual.decode(ids)
+        return self.residual.decode(ids).add_(self.low_rank.decode(ids))
 
 
 Module = HybridEmbedding

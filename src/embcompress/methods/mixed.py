@@ -59,9 +59,10 @@ class MixedEmbedding(CompressedEmbedding):
         out = self.cold.decode(ids)
         if self.num_hot:
             slot = torch.searchsorted(self.hot_ids, ids.to(torch.int32)).clamp_max(self.num_hot - 1)
-            is_hot = self.hot_ids[slot] == ids
-            if is_hot.any():
-                out[is_hot] = self.hot.decode(slot[is_hot])
+            hot = (self.hot_ids[slot] == ids).reshape(-1).nonzero().squeeze(1)
+            if len(hot):
+                flat = out.view(-1, self.embedding_dim)
+                flat.index_copy_(0, hot, self.hot.decode(slot.reshape(-1)[hot]))
         return out
 
 

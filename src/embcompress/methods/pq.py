@@ -52,12 +52,20 @@ class ProductQuantizedEmbedding(CompressedEmbedding):
     def decoder_parameter_names(self):
         return ["codebooks"]
 
+    def _table_offsets(self, codes: torch.Tensor) -> torch.Tensor:
+        """Codes → rows of the flattened (S·256)-row codebook table."""
+        return codes.int() + CENTROIDS * torch.arange(codes.shape[-1], device=codes.device, dtype=torch.int32)
+
     def decode(self, ids):
-        codes = self.codes[ids].long()  # (..., S)
-        subspace = torch.arange(codes.shape[-1], device=codes.device)
-        out = self.codebooks[subspace, codes].float().flatten(-2)  # (..., S, sub_dim) → (..., d)
+        offsets = self._table_offsets(self.codes[ids])  # (..., S)
+        table = self.codebooks.float().flatten(0, 1)  # (S·256, sub_dim)
+        out = F.embedding(offsets, table).flatten(-2)  # (..., d)
         if self.shape_gain:
-            out = F.normalize(out, dim=-1) * self.norms[ids].float().unsqueeze(-1)
+            # the decoded row's norm from per-centroid squared norms (one small gather, no pass over out)
+            sq = table.square().sum(-1, keepdim=True)
+            recon_norm = F.embedding_bag(offsets.reshape(-1, offsets.shape[-1]), sq, mode="sum").sqrt_()
+            factor = self.norms[ids].float().reshape(-1, 1) / recon_norm.clamp_min_(1e-12)
+            out.mul_(factor.reshape(*ids.shape, 1))
         return out
 
     def logits(self, hidden, chunk_rows: int = 0):
@@ -66,7 +74,7 @@ class ProductQuantizedEmbedding(CompressedEmbedding):
         subspaces = self.codes.shape[1]
         h = hidden.reshape(-1, subspaces, self.sub_dim).float()  # (N, S, sub_dim)
         lut = torch.einsum("nsd,scd->scn", h, self.codebooks.float())  # (S, 256, N)
-        offsets = self.codes.long() + CENTROIDS * torch.arange(subspaces, device=self.codes.device)
+        offsets = self._table_offsets(self.codes)
         # embedding_bag sums, for every row, the S table entries its codes pick: (V, N)
         out = F.embedding_bag(offsets, lut.reshape(subspaces * CENTROIDS, -1), mode="sum")
         if self.shape_gain:  # the decoded row is normalised, then scaled to its stored norm

@@ -15,7 +15,7 @@ import torch
 
 from ..errors import EmbcompressError
 from .base import CompressedEmbedding, check_weight, dtype_name, split_center
-from .packing import pack_bits, unpack_bits
+from .packing import pack_bits, unpack_float
 
 NAME = "int"
 
@@ -71,15 +71,15 @@ class QuantizedEmbedding(CompressedEmbedding):
 
     def decode(self, ids):
         # in place on one float buffer: allocation and passes over memory dominate lookups
-        out = unpack_bits(self.packed[ids], self.bits, self.embedding_dim).float()
-        grouped = out.unflatten(-1, (-1, self.group_size))
-        scales = self.scales[ids].float().unsqueeze(-1)
-        if self.bits == 1:
-            grouped.mul_(2).sub_(1).mul_(scales)
-        elif self.zero_point:
-            grouped.mul_(scales).add_(self.offsets[ids].float().unsqueeze(-1))
+        if self.bits == 1:  # signs: code 0 → −1, 1 → +1
+            mul, add = 2.0, -1.0
         else:
-            grouped.sub_(2 ** (self.bits - 1)).mul_(scales)
+            mul, add = 1.0, (0.0 if self.zero_point else -(2.0 ** (self.bits - 1)))
+        out = unpack_float(self.packed[ids], self.bits, self.embedding_dim, mul, add)
+        grouped = out.unflatten(-1, (-1, self.group_size))
+        grouped.mul_(self.scales[ids].float().unsqueeze(-1))
+        if self.zero_point and self.bits > 1:
+            grouped.add_(self.offsets[ids].float().unsqueeze(-1))
         if self.row_norms:  # measured on SmolLM2: int2 loses a fifth less perplexity with its norms kept
             out.mul_((self.norms[ids].float() / out.norm(dim=-1).clamp_min(1e-12)).unsqueeze(-1))
         return out
