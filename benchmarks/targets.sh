@@ -11,22 +11,24 @@ CAL="--calibration squad-contexts"
 BEST="tiered-rank1:importance=calibration"
 # half the data-free prior mixed into the counts (chosen on SST-2/MRPC text: benchmarks/prior_probe.py)
 ROBUST="tiered-rank1:importance=calibration,prior=0.5"
+# shape-gain PQ tiers in place of int2/int1 (chosen on SST-2/MRPC text, prior_probe.py)
+PQT="tiered-pq:importance=calibration,prior=0.5"
 # minilm-l6, zero-shot STS-B
 $EC sweep --models minilm-l6 --evals sts --methods "int:bits=4;int:bits=3;int:bits=2;tiered;mixed" --ratios 8,16 \
   --out $R/targets-minilm-sts.jsonl --plot $R/targets-minilm-sts.png > /dev/null
 $EC sweep --models minilm-l6 --evals sts --methods "$BEST;$ROBUST;tiered-rank1;hybrid:rank=4,bits=2;gguf:qtype=Q4_0;pq:sub_dim=8;pq:sub_dim=12;mixed:cold_sub_dim=12" \
   --ratios 8,16 $CAL --out $R/targets-minilm-sts.jsonl --plot $R/targets-minilm-sts.png > /dev/null
 # smollm2-135m, input scope, first 8192 WikiText-2 test tokens
-$EC sweep --models smollm2-135m --methods "$BEST;$ROBUST;tiered-rank1;hybrid:rank=4,bits=2;int:bits=2;gguf:qtype=Q4_0;gguf:qtype=Q8_0" \
+$EC sweep --models smollm2-135m --methods "$BEST;$ROBUST;tiered-rank1;hybrid:rank=4,bits=2;int:bits=2;gguf:qtype=Q4_0;gguf:qtype=Q8_0;$PQT" \
   --ratios 8,16 --max-tokens 8192 $CAL --out $R/targets-smollm2-input.jsonl --plot $R/targets-smollm2-input.png > /dev/null
 # smollm2-135m, tied scope (input and output head compressed)
-$EC sweep --models smollm2-135m --scope tied --methods "int:bits=4;int:bits=3;hybrid:rank=1,bits=4;$BEST;$ROBUST" --ratios 4 \
+$EC sweep --models smollm2-135m --scope tied --methods "int:bits=4;int:bits=3;hybrid:rank=1,bits=4;$BEST;$ROBUST;$PQT" --ratios 4 \
   --max-tokens 8192 $CAL --out $R/targets-smollm2-tied.jsonl --plot $R/targets-smollm2-tied.png > /dev/null
 # gemma3-270m, input scope, first 4096 WikiText-2 test tokens
-$EC sweep --models gemma3-270m --methods "$BEST;$ROBUST;hybrid:rank=4,bits=2;int:bits=4;int:bits=2" \
+$EC sweep --models gemma3-270m --methods "$BEST;$ROBUST;hybrid:rank=4,bits=2;int:bits=4;int:bits=2;$PQT" \
   --ratios 8,16 --max-tokens 4096 $CAL --out $R/targets-gemma3-input.jsonl --plot $R/targets-gemma3-input.png > /dev/null
 # gemma3-270m, tied scope
-$EC sweep --models gemma3-270m --scope tied --methods "int:bits=4;$BEST;$ROBUST" --ratios 4 \
+$EC sweep --models gemma3-270m --scope tied --methods "int:bits=4;$BEST;$ROBUST;$PQT" --ratios 4 \
   --max-tokens 4096 $CAL --out $R/targets-gemma3-tied.jsonl --plot $R/targets-gemma3-tied.png > /dev/null
 section() {  # title, results name
   echo
