@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Issue 3: the paper's central comparison on the FULL WikiText-2 raw test split — uncompressed, SVD and
+# the paper's autoencoder (fast preset) at CR 2.5, 5, 10, input scope — for SmolLM2-135M and Gemma-3-270M.
+# Windows of 2048 tokens with stride 2047 (each token scored once, with up to 2047 tokens of context).
+# About 13 min a cell for SmolLM2 and 20-40 min for Gemma-3 on this 2-core CPU: hours in all. It resumes
+# where it stopped (finished cells are kept in the JSONL), so it can be run in pieces.
+# Regenerate: bash benchmarks/full_split.sh [MODEL ...]   (writes benchmarks/full_split.md)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+EC=.venv/bin/embcompress
+R=benchmarks/results
+for model in ${@:-smollm2-135m gemma3-270m}; do
+  $EC sweep --models "$model" --methods "svd;autoencoder-fast" --ratios 2.5,5,10 --max-tokens 0 \
+    --window 2048 --stride 2047 --out "$R/full-$model.jsonl" --plot "$R/full-$model.png" > /dev/null
+done
+{
+  echo "# Perplexity on the full WikiText-2 raw test split"
+  echo
+  echo "Command: \`bash benchmarks/full_split.sh\` (resumable). Machine: $(.venv/bin/python -c 'from embcompress.sweep import machine; print(machine())')."
+  echo "Window 2048, stride 2047, BOS per tokenizer, input scope (the output head keeps the original matrix)."
+  echo "Prefix numbers for more methods: [perplexity.md](perplexity.md), [pareto.md](pareto.md)."
+  for model in smollm2-135m gemma3-270m; do
+    echo
+    echo "## $model"
+    echo
+    if [ -f "$R/full-$model.jsonl" ]; then
+      echo "$(wc -l < "$R/full-$model.jsonl") of 7 cells measured."
+      echo
+      $EC report "$R/full-$model.jsonl" --plot "$R/full-$model.png" | sed '/^plot:/d'
+      echo
+      echo "![$model](results/full-$model.png)"
+    else
+      echo "Not measured yet: \`bash benchmarks/full_split.sh $model\`."
+    fi
+  done
+} > benchmarks/.full_split.md.tmp
+mv benchmarks/.full_split.md.tmp benchmarks/full_split.md
