@@ -1,8 +1,7 @@
-"""Importance-aware bit allocation across scalar-quantized tiers, under an exact byte budget.
+"""Importance-aware bit allocation across quantized tiers, under an exact byte budget.
 
 Every row gets one tier (e.g. int4, int3, int2 per 32 values, shape-gain PQ with 4 values a byte, or
-dropped) chosen by a
-Lagrangian rate–distortion allocation: row i takes the tier minimising
+dropped) chosen by a Lagrangian rate–distortion allocation: row i takes the tier minimising
 ``importance_i · relative_error_i(tier) + λ · bytes(tier)``, with λ found by bisection so the total,
 a 1-byte tier code per row included, fits the budget. Measured on SmolLM2, quantization noise is far
 less harmful than low-rank or product-quantization error of the same size, and the damage sits on
