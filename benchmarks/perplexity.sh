@@ -16,8 +16,8 @@ $EC sweep --models gemma3-270m --methods "svd;autoencoder-fast;int:bits=4" --rat
   echo "Command: \`bash benchmarks/perplexity.sh\`. Machine: $(.venv/bin/python -c 'from embcompress.sweep import machine; print(machine())')."
   echo "WikiText-2 raw test, window 1024, stride 512 (BOS per tokenizer), input scope (the output head keeps"
   echo "the original matrix). SmolLM2: first 32,768 tokens; Gemma-3: first 4,096 tokens. The full test split"
-  echo "(303,415 SmolLM2 tokens, 295,215 Gemma tokens) costs ~25 min per cell for SmolLM2 and ~1.5 h per cell for Gemma on this 2-core CPU;"
-  echo "run \`embcompress sweep --max-tokens 0 ...\` for it. The \"fit s\" column was measured while other"
+  echo "(303,415 SmolLM2 tokens, 295,215 Gemma tokens) is measured by \`bash benchmarks/full_split.sh\` with 2048-token"
+  echo "windows, in [full_split.md](full_split.md) (hours of this CPU, filled in across sessions). The \"fit s\" column was measured while other"
   echo "jobs shared the two cores; clean fit times are in [micro.md](micro.md)."
   echo
   echo "**Findings.** The paper's claim holds in relative terms: its autoencoder beats SVD at every ratio on"
