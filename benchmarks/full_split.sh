@@ -2,14 +2,17 @@
 # Issue 3: the paper's central comparison on the FULL WikiText-2 raw test split — uncompressed, SVD and
 # the paper's autoencoder (fast preset) at CR 2.5, 5, 10, input scope — for SmolLM2-135M and Gemma-3-270M.
 # Windows of 2048 tokens with stride 2047 (each token scored once, with up to 2047 tokens of context).
-# About 13 min a cell for SmolLM2 and 20-40 min for Gemma-3 on this 2-core CPU: hours in all. It resumes
+# About 15 min a cell for SmolLM2 (310-350 tokens/s) and more for Gemma-3 on this 2-core CPU: hours in all. It resumes
 # where it stopped (finished cells are kept in the JSONL), so it can be run in pieces.
 # Regenerate: bash benchmarks/full_split.sh [MODEL ...]   (writes benchmarks/full_split.md)
+# REPORT_ONLY=1 bash benchmarks/full_split.sh   writes the markdown from the cells finished so far.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 EC=.venv/bin/embcompress
 R=benchmarks/results
+[ -n "${REPORT_ONLY:-}" ] && set -- none
 for model in ${@:-smollm2-135m gemma3-270m}; do
+  [ "$model" = none ] && continue
   $EC sweep --models "$model" --methods "svd;autoencoder-fast" --ratios 2.5,5,10 --max-tokens 0 \
     --window 2048 --stride 2047 --out "$R/full-$model.jsonl" --plot "$R/full-$model.png" > /dev/null
 done
