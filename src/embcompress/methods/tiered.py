@@ -210,6 +210,6 @@ def fit(weight: torch.Tensor, config: Config, row_weights: torch.Tensor | None =
         if q is not None and counts[k]:
             rows = (choice == k).nonzero().squeeze(1).to(q._device())
             part = module.parts[k]
-            shared = {"codebooks"}  # PQ codebooks serve every row of the tier; the rest is per row
+            shared = set(q.decoder_parameter_names())  # e.g. PQ codebooks serve every row; the rest is per row
             part.load_state_dict({k: v if k in shared else v[rows] for k, v in q.state_dict().items()})
     return module.to(weight.device)
