@@ -97,6 +97,21 @@ def test_linear_autoencoder_logits_match_dense():
     assert torch.allclose(m.logits(h), h @ m.reconstruct().T, atol=1e-5)
 
 
+@pytest.mark.parametrize("preset", ["autoencoder-elu", "autoencoder-leaky"])
+def test_nonlinear_autoencoder_lookup_in_place_matches_the_autograd_path(preset):
+    w = torch.randn(40, 12)
+    m = compress(w, make_config(preset, rank=3, epochs=1, batch_size=8, progress=False))
+    ids = torch.tensor([[0, 5, 39], [7, 7, 1]])
+    with_grad = m(ids)  # codes are trainable: the out-of-place path autograd needs
+    with torch.inference_mode():
+        in_place = m(ids)
+    assert torch.allclose(in_place, with_grad.detach(), atol=1e-6)
+    with_grad.sum().backward()
+    assert m.codes.grad is not None and m.codes.grad.abs().sum() > 0
+    if m.row_norms:  # leaky-tanh keeps each row's original length
+        assert torch.allclose(in_place.norm(dim=-1), w[ids].norm(dim=-1), rtol=1e-5)
+
+
 @pytest.mark.parametrize("bits", range(2, 9))
 def test_bit_packing_round_trip(bits):
     v = torch.randint(0, 2**bits, (7, 64), dtype=torch.uint8)

@@ -22,6 +22,8 @@ NAME = "autoencoder"
 # encoder / decoder activations: the paper's linear and ELU variants, and its follow-up's LeakyReLU
 # encoder with a Tanh decoder (used with row_norms: Tanh bounds the values, the stored norm restores them)
 ACTIVATIONS = {"linear": (nn.Identity, nn.Identity), "elu": (nn.ELU, nn.ELU), "leaky-tanh": (nn.LeakyReLU, nn.Tanh)}
+# the decoder activations applied in place: a lookup that needs no gradient then allocates one output, not three
+DECODER_ACT_INPLACE = {"linear": lambda x: x, "elu": F.elu_, "leaky-tanh": torch.tanh_}
 
 
 @dataclass
@@ -119,9 +121,13 @@ class AutoencoderEmbedding(CompressedEmbedding):
 
     def decode(self, ids):
         codes = F.embedding(ids, self.codes).float()
-        out = self.act(F.linear(codes, self.decoder.weight.float(), self.decoder.bias.float()))
-        if self.row_norms:
-            out = _with_norms(out, self.norms[ids].float())
+        out = F.linear(codes, self.decoder.weight.float(), self.decoder.bias.float())
+        if out.requires_grad:  # fine-tuning: autograd needs the intermediate tensors
+            out = self.act(out)
+            return _with_norms(out, self.norms[ids].float()) if self.row_norms else out
+        out = DECODER_ACT_INPLACE[self.activation](out)
+        if self.row_norms:  # same as _with_norms: x / max(‖x‖, 1e-12) · norm
+            out.mul_((self.norms[ids].float() / out.norm(dim=-1).clamp_min(1e-12)).unsqueeze(-1))
         return out
 
     def logits(self, hidden, chunk_rows: int = 16384):
