@@ -88,6 +88,9 @@ class QuantizedEmbedding(CompressedEmbedding):
 Module = QuantizedEmbedding
 
 
+FIT_CHUNK_ROWS = 4096
+
+
 def quantize_groups(x: torch.Tensor, bits: int, zero_point: bool, search_scale: bool):
     """x: (n, g) groups → (codes uint8 in [0, 2^bits), scale (n,), offset (n,) or None)."""
     levels = 2**bits
@@ -141,8 +144,9 @@ def fit(weight: torch.Tensor, config: Config) -> QuantizedEmbedding:
                                 output_dtype=dtype_name(weight.dtype), centered=config.center)
     rows_in, mean = split_center(weight, config.center)
     groups = dim // config.group_size
-    for start in range(0, num_rows, 16384):  # chunks bound the memory of the scale search
-        x = rows_in[start : start + 16384].detach().float()
+    # chunks of a few MB: the scale search makes ~7 passes a candidate, and in cache they run 2-3x faster
+    for start in range(0, num_rows, FIT_CHUNK_ROWS):
+        x = rows_in[start : start + FIT_CHUNK_ROWS].detach().float()
         n = x.shape[0]
         q, scale, off = quantize_groups(x.reshape(n * groups, config.group_size), config.bits, config.zero_point,
                                         config.search_scale)
