@@ -120,15 +120,19 @@ def main():
         lines.append(f"| {label} | {s * 1e3:.2f} | {ids.numel() / s:,.0f} | {base * 1e3:.2f} | {ratio:.2f}× |")
         print(lines[-1], flush=True)
 
-    missed = [f"{label} {r:.2f}×" for label, r in ratios.items() if r < 0.5]
-    lines += ["", "A dense lookup is one memory copy, but a copy out of a 671 MB matrix into a fresh 42 MB output: with "
-              "torch's default allocator every call pays page faults on new 4 kB pages, and it reads rows scattered "
-              "over the whole matrix. The compressed modules decode from much smaller tables (bit unpacking through "
-              "a 65536-entry pair table, PQ norms from per-centroid norms, index_add_ instead of masked writes, "
-              "Q8_0/Q4_0 decoded in torch, autoencoder activations in place). In this run "
-              f"{len(ratios) - len(missed)} of {len(ratios)} modules reached the 0.5× target"
-              + (f"; below it: {', '.join(missed)}." if missed else ".")
-              + " [lookup_alloc.md](lookup_alloc.md) repeats a few modules with huge-page allocation."]
+    met = [label for label, r in ratios.items() if r >= 0.5]
+    best = max(ratios, key=ratios.get)
+    lines += ["", "A dense lookup is one copy of 16,384 rows (a 42 MB fp32 output) out of a 671 MB matrix. On this VM it "
+              "takes about 5 ms when the allocator hands back warm pages and up to ~22 ms when every output comes in "
+              "fresh 4 kB pages (page faults), which is why each module is timed against dense in the same rounds. "
+              "The compressed modules read much smaller tables (bit unpacking through a 65536-entry pair table, PQ "
+              "norms from per-centroid norms, index_add_ instead of masked writes, Q8_0/Q4_0 decoded in torch, "
+              "autoencoder activations in place) but make several passes over the output, and the rank-k ones a "
+              "matrix product a row. In this run "
+              + (f"{len(met)} of {len(ratios)} modules reached the 0.5× target ({', '.join(met)})" if met
+                 else "no module reached the 0.5× target")
+              + f"; the fastest was {best} at {ratios[best]:.2f}×. "
+              "[lookup_alloc.md](lookup_alloc.md) repeats a few modules with huge-page allocation."]
     lines += ["", "## Peak memory (VmHWM of a fresh process: imports, model and weights) when loading\n",
               "| what is loaded | peak RSS |", "| --- | --- |"]
     with tempfile.TemporaryDirectory() as tmp:
