@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from .. import kernels
 from ..errors import EmbcompressError
 from .base import CompressedEmbedding, check_weight, dtype_name
 
@@ -60,6 +61,9 @@ class GgufEmbedding(CompressedEmbedding):
         return {"qtype": self.qtype}
 
     def decode(self, ids):
+        fused = kernels.gather_ggml(self.blocks, ids, self.qtype)
+        if fused is not None:
+            return fused
         if self.qtype in TORCH_DECODERS:  # the common types in torch: no numpy round trip, runs on a GPU too
             blocks = self.blocks[ids.reshape(-1)]
             return TORCH_DECODERS[self.qtype](blocks.reshape(len(blocks), -1, blocks.shape[-1] * 32 // self.embedding_dim)

@@ -1,0 +1,127 @@
+// Fused lookups for the quantized embeddings: gather the rows asked for and decode them in one pass
+// over the output. The torch path makes one pass per op (gather, unpack, convert, scale), and on a
+// CPU those passes over a 42 MB output are what a lookup costs. Arithmetic is the torch path's, op
+// for op, so both give identical floats. Built on first use by embcompress/kernels.py.
+#include <torch/extension.h>
+#include <ATen/Parallel.h>
+
+#include <cstring>
+#include <string>
+#include <vector>
+
+namespace {
+
+void check_ids(const torch::Tensor& ids, int64_t rows) {
+  TORCH_CHECK(ids.dtype() == torch::kInt64 && ids.is_contiguous(), "ids must be contiguous int64");
+  if (ids.numel() == 0) return;
+  auto lo = ids.min().item<int64_t>(), hi = ids.max().item<int64_t>();
+  TORCH_CHECK_INDEX(lo >= 0 && hi < rows, "index out of range in self: ids span [", lo, ", ", hi, "] for ", rows,
+                    " rows");
+}
+
+const int64_t kGrain = 64;  // rows a task: a few hundred KB of output
+
+// Each value is written once: table value × its group's scale (+ offset), in the torch path's order.
+template <int kPerByte>
+void decode_rows(const uint8_t* codes, const at::Half* sc, const at::Half* off, const int64_t* id, const float* table,
+                 float* o, int64_t n, int64_t row_bytes, int64_t groups, int64_t group) {
+  const int64_t group_bytes = group / kPerByte;
+  at::parallel_for(0, n, kGrain, [&](int64_t begin, int64_t end) {
+    for (int64_t r = begin; r < end; ++r) {
+      float* v = o + r * row_bytes * kPerByte;
+      for (int64_t g = 0; g < groups; ++g) {
+        const uint8_t* p = codes + id[r] * row_bytes + g * group_bytes;
+        const float s = static_cast<float>(sc[id[r] * groups + g]);
+        if (off) {
+          const float a = static_cast<float>(off[id[r] * groups + g]);
+          for (int64_t b = 0; b < group_bytes; ++b)
+            for (int j = 0; j < kPerByte; ++j) *v++ = table[p[b] * kPerByte + j] * s + a;
+        } else {
+          for (int64_t b = 0; b < group_bytes; ++b)
+            for (int j = 0; j < kPerByte; ++j) *v++ = table[p[b] * kPerByte + j] * s;
+        }
+      }
+    }
+  });
+}
+
+}  // namespace
+
+// packed (V, dim·bits/8) uint8, scales (V, G) fp16, offsets (V, G) fp16 or empty, ids (N,) int64 →
+// (N, dim) float32 with value = (code · mul + add) · scale[group] (+ offset[group]); bits ∈ {1, 2, 4, 8}.
+torch::Tensor gather_int(torch::Tensor packed, torch::Tensor scales, torch::Tensor offsets, torch::Tensor ids,
+                         int64_t bits, int64_t group, double mul, double add) {
+  TORCH_CHECK(bits == 1 || bits == 2 || bits == 4 || bits == 8, "bits must divide 8");
+  TORCH_CHECK(packed.dtype() == torch::kUInt8 && packed.is_contiguous() && packed.dim() == 2, "bad packed codes");
+  TORCH_CHECK(scales.dtype() == torch::kHalf && scales.is_contiguous() && scales.size(0) == packed.size(0),
+              "bad scales");
+  const bool has_offsets = offsets.numel() > 0;
+  TORCH_CHECK(!has_offsets || (offsets.dtype() == torch::kHalf && offsets.is_contiguous() &&
+                               offsets.sizes() == scales.sizes()), "bad offsets");
+  check_ids(ids, packed.size(0));
+  const int64_t row_bytes = packed.size(1), per_byte = 8 / bits, dim = row_bytes * per_byte;
+  const int64_t groups = scales.size(1), n = ids.numel();
+  TORCH_CHECK(groups * group == dim && group % per_byte == 0, "group size times groups must equal the row length");
+  auto out = torch::empty({n, dim}, torch::kFloat32);
+  // every byte's decoded values, so the inner loop is a copy
+  std::vector<float> table(256 * per_byte);
+  for (int c = 0; c < 256; ++c)
+    for (int64_t j = 0; j < per_byte; ++j)
+      table[c * per_byte + j] = static_cast<float>((c >> (j * bits)) & ((1 << bits) - 1)) * static_cast<float>(mul) +
+                                static_cast<float>(add);
+  const uint8_t* codes = packed.data_ptr<uint8_t>();
+  const at::Half* sc = scales.data_ptr<at::Half>();
+  const at::Half* off = has_offsets ? offsets.data_ptr<at::Half>() : nullptr;
+  const int64_t* id = ids.data_ptr<int64_t>();
+  float* o = out.data_ptr<float>();
+  switch (per_byte) {  // a compile-time count of values a byte lets the inner loop unroll
+    case 1: decode_rows<1>(codes, sc, off, id, table.data(), o, n, row_bytes, groups, group); break;
+    case 2: decode_rows<2>(codes, sc, off, id, table.data(), o, n, row_bytes, groups, group); break;
+    case 4: decode_rows<4>(codes, sc, off, id, table.data(), o, n, row_bytes, groups, group); break;
+    default: decode_rows<8>(codes, sc, off, id, table.data(), o, n, row_bytes, groups, group);
+  }
+  return out;
+}
+
+// llama.cpp blocks of 32 values, (V, blocks·bytes) uint8 → (N, dim) float32.
+// Q8_0: fp16 scale d, 32 int8 q; value q·d. Q4_0: fp16 d, 16 bytes; value j is (low nibble of byte j − 8)·d,
+// value j + 16 is (high nibble − 8)·d.
+torch::Tensor gather_ggml(torch::Tensor blocks, torch::Tensor ids, std::string qtype) {
+  TORCH_CHECK(blocks.dtype() == torch::kUInt8 && blocks.is_contiguous() && blocks.dim() == 2, "bad blocks");
+  TORCH_CHECK(qtype == "Q4_0" || qtype == "Q8_0", "no kernel for ", qtype);
+  check_ids(ids, blocks.size(0));
+  const bool q4 = qtype == "Q4_0";
+  const int64_t block_bytes = q4 ? 18 : 34, row_bytes = blocks.size(1), nblocks = row_bytes / block_bytes;
+  TORCH_CHECK(nblocks * block_bytes == row_bytes, "row bytes are not whole blocks");
+  const int64_t dim = nblocks * 32, n = ids.numel();
+  auto out = torch::empty({n, dim}, torch::kFloat32);
+  const uint8_t* src = blocks.data_ptr<uint8_t>();
+  const int64_t* id = ids.data_ptr<int64_t>();
+  float* o = out.data_ptr<float>();
+  at::parallel_for(0, n, kGrain, [&](int64_t begin, int64_t end) {
+    for (int64_t r = begin; r < end; ++r) {
+      const uint8_t* row = src + id[r] * row_bytes;
+      for (int64_t k = 0; k < nblocks; ++k) {
+        const uint8_t* blk = row + k * block_bytes;
+        at::Half d_half;
+        std::memcpy(&d_half, blk, 2);
+        const float d = static_cast<float>(d_half);
+        float* v = o + r * dim + k * 32;
+        if (q4) {
+          for (int j = 0; j < 16; ++j) {
+            v[j] = (static_cast<float>(blk[2 + j] & 15) - 8.0f) * d;
+            v[j + 16] = (static_cast<float>(blk[2 + j] >> 4) - 8.0f) * d;
+          }
+        } else {
+          for (int j = 0; j < 32; ++j) v[j] = static_cast<float>(static_cast<int8_t>(blk[2 + j])) * d;
+        }
+      }
+    }
+  });
+  return out;
+}
+
+PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
+  m.def("gather_int", &gather_int, "gather + decode rows of k-bit codes with fp16 group scales");
+  m.def("gather_ggml", &gather_ggml, "gather + decode rows of llama.cpp Q4_0 / Q8_0 blocks");
+}

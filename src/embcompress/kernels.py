@@ -1,0 +1,63 @@
+"""Fused CPU lookups for the quantized embeddings (kernels.cpp), with the torch ops as the fallback.
+
+The C++ is compiled on first use with ``torch.utils.cpp_extension`` (about 40 s, then cached in
+``TORCH_EXTENSIONS_DIR``, by default ~/.cache/torch_extensions). Without a compiler, without ninja, on
+a GPU, or with ``EMBCOMPRESS_KERNELS=0`` every function here returns None and callers use torch ops,
+which give the same floats, only slower on a CPU.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+
+import torch
+
+_SOURCE = Path(__file__).with_name("kernels.cpp")
+_loaded: dict[str, object] = {}
+
+
+def enabled() -> bool:
+    return os.environ.get("EMBCOMPRESS_KERNELS", "1") != "0"
+
+
+def _extension():
+    if "ext" not in _loaded:
+        try:
+            from torch.utils.cpp_extension import load
+
+            _loaded["ext"] = load("embcompress_kernels", [str(_SOURCE)], extra_cflags=["-O3", "-ffp-contract=off"], verbose=False)
+        except Exception as exc:  # no compiler or ninja: lookups stay correct, only slower
+            warnings.warn(f"embcompress: fused CPU lookups unavailable, using torch ops ({type(exc).__name__}: "
+                          f"{str(exc).splitlines()[0] if str(exc) else ''}); set EMBCOMPRESS_KERNELS=0 to skip the build",
+                          stacklevel=3)
+            _loaded["ext"] = None
+    return _loaded["ext"]
+
+
+def _usable(*tensors: torch.Tensor):
+    if not enabled() or any(t.device.type != "cpu" for t in tensors):
+        return None
+    return _extension()
+
+
+def gather_int(packed, scales, offsets, ids, bits: int, group: int, mul: float, add: float):
+    """Rows ``ids`` of k-bit codes decoded as ``(code·mul + add)·scale (+ offset)``, shape ids.shape + (dim,);
+    None when the fused kernel cannot be used (then decode with torch ops)."""
+    ext = _usable(packed, ids)
+    if ext is None or bits not in (1, 2, 4, 8) or group % (8 // bits):
+        return None
+    no_offsets = torch.empty(0, dtype=torch.float16)
+    flat = ext.gather_int(packed.contiguous(), scales.contiguous(), no_offsets if offsets is None else offsets.contiguous(),
+                          ids.reshape(-1).long().contiguous(), bits, group, float(mul), float(add))
+    return flat.reshape(*ids.shape, flat.shape[-1])
+
+
+def gather_ggml(blocks, ids, qtype: str):
+    """Rows ``ids`` of llama.cpp Q4_0 / Q8_0 blocks decoded; None when the kernel cannot be used."""
+    ext = _usable(blocks, ids)
+    if ext is None or qtype not in ("Q4_0", "Q8_0"):
+        return None
+    flat = ext.gather_ggml(blocks.contiguous(), ids.reshape(-1).long().contiguous(), qtype)
+    return flat.reshape(*ids.shape, flat.shape[-1])

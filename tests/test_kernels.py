@@ -1,0 +1,71 @@
+"""The fused CPU lookups give the torch path's floats exactly, and fail like a dense lookup on bad ids."""
+
+import pytest
+import torch
+
+from embcompress import compress, kernels, make_config
+
+needs_kernels = pytest.mark.skipif(kernels._extension() is None, reason="no C++ toolchain to build the fused lookups")
+
+
+def _both_paths(module, ids, monkeypatch):
+    fused = module(ids)
+    monkeypatch.setenv("EMBCOMPRESS_KERNELS", "0")
+    plain = module(ids)
+    monkeypatch.delenv("EMBCOMPRESS_KERNELS")
+    return fused, plain
+
+
+@needs_kernels
+@pytest.mark.parametrize("spec", [dict(bits=4), dict(bits=2, group_size=16), dict(bits=1), dict(bits=8),
+                                  dict(bits=4, zero_point=True), dict(bits=2, zero_point=True, row_norms=True),
+                                  dict(bits=4, center=True), dict(bits=3)])
+def test_int_lookup_matches_torch_ops(spec, monkeypatch):
+    w = torch.randn(300, 64, generator=torch.Generator().manual_seed(0))
+    module = compress(w, make_config("int", **spec))
+    ids = torch.tensor([[0, 299, 5, 5], [17, 3, 299, 128]])
+    fused, plain = _both_paths(module, ids, monkeypatch)
+    assert fused.shape == (2, 4, 64)
+    assert torch.equal(fused, plain)
+    assert torch.equal(module(ids.int()), plain)  # int32 ids, as some tokenizers hand them over
+
+
+@needs_kernels
+@pytest.mark.parametrize("qtype", ["Q4_0", "Q8_0"])
+def test_gguf_lookup_matches_torch_ops(qtype, monkeypatch):
+    w = torch.randn(100, 96, generator=torch.Generator().manual_seed(1))
+    module = compress(w, make_config("gguf", qtype=qtype))
+    ids = torch.tensor([99, 0, 42, 42])
+    fused, plain = _both_paths(module, ids, monkeypatch)
+    assert torch.equal(fused, plain) and fused.abs().sum() > 0
+
+
+@needs_kernels
+def test_fused_lookup_rejects_out_of_range_ids():
+    module = compress(torch.randn(10, 32), make_config("int", bits=4))
+    for bad in (torch.tensor([10]), torch.tensor([-1])):
+        with pytest.raises(IndexError, match="out of range"):
+            module(bad)
+    assert module(torch.tensor([], dtype=torch.long)).shape == (0, 32)
+
+
+@needs_kernels
+def test_the_kernel_is_what_runs():
+    module = compress(torch.randn(10, 32), make_config("int", bits=4))
+    assert kernels.gather_int(module.packed, module.scales, None, torch.tensor([1]), 4, 32, 1.0, -8.0) is not None
+    assert kernels.gather_int(module.packed, module.scales, None, torch.tensor([1]), 3, 32, 1.0, -4.0) is None
+
+
+def test_without_a_toolchain_lookups_fall_back_to_torch_ops(monkeypatch):
+    import torch.utils.cpp_extension
+
+    def no_compiler(*args, **kwargs):
+        raise RuntimeError("Ninja is required to load C++ extensions")
+
+    monkeypatch.setattr(torch.utils.cpp_extension, "load", no_compiler)
+    monkeypatch.setattr(kernels, "_loaded", {})
+    module = compress(torch.randn(10, 32, generator=torch.Generator().manual_seed(2)), make_config("int", bits=4))
+    with pytest.warns(UserWarning, match="fused CPU lookups unavailable.*Ninja is required"):
+        got = module(torch.tensor([3, 4]))
+    assert torch.equal(got, module.reconstruct()[[3, 4]])
+    assert kernels.gather_int(module.packed, module.scales, None, torch.tensor([1]), 4, 32, 1.0, -8.0) is None
