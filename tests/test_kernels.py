@@ -41,6 +41,25 @@ def test_gguf_lookup_matches_torch_ops(qtype, monkeypatch):
 
 
 @needs_kernels
+@pytest.mark.parametrize("shape_gain", [True, False])
+def test_pq_lookup_matches_torch_ops(shape_gain, monkeypatch):
+    w = torch.randn(400, 32, generator=torch.Generator().manual_seed(3))
+    module = compress(w, make_config("pq", sub_dim=4, shape_gain=shape_gain, iterations=5))
+    ids = torch.tensor([[399, 0, 7], [7, 250, 1]])
+    fused, plain = _both_paths(module, ids, monkeypatch)
+    assert torch.equal(fused, plain)
+
+
+@needs_kernels
+def test_no_kernel_where_gradients_must_flow():
+    module = compress(torch.randn(300, 32), make_config("pq", sub_dim=4, iterations=2))
+    table = module.codebooks.float().flatten(0, 1).requires_grad_()
+    assert kernels.gather_pq(module.codes, table, None, None, torch.tensor([1])) is None
+    with torch.no_grad():
+        assert kernels.gather_pq(module.codes, table, None, None, torch.tensor([1])) is not None
+
+
+@needs_kernels
 def test_fused_lookup_rejects_out_of_range_ids():
     module = compress(torch.randn(10, 32), make_config("int", bits=4))
     for bad in (torch.tensor([10]), torch.tensor([-1])):

@@ -5,6 +5,8 @@
 #include <torch/extension.h>
 #include <ATen/Parallel.h>
 
+#include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <string>
 #include <vector>
@@ -121,7 +123,52 @@ torch::Tensor gather_ggml(torch::Tensor blocks, torch::Tensor ids, std::string q
   return out;
 }
 
+// Product quantization: codes (V, S) uint8 index rows of table (S·256, sub) float32, subspace s at rows
+// s·256 … s·256+255. With norms (V,) fp16 and sq (S·256,) float32, the |centroid|² of every table row,
+// the decoded row is rescaled to its stored norm (shape-gain), its norm summed from sq in subspace order.
+torch::Tensor gather_pq(torch::Tensor codes, torch::Tensor table, torch::Tensor sq, torch::Tensor norms,
+                        torch::Tensor ids) {
+  TORCH_CHECK(codes.dtype() == torch::kUInt8 && codes.is_contiguous() && codes.dim() == 2, "bad codes");
+  const int64_t subspaces = codes.size(1), n = ids.numel();
+  TORCH_CHECK(table.dtype() == torch::kFloat32 && table.is_contiguous() && table.dim() == 2 &&
+              table.size(0) == subspaces * 256, "bad codebook table");
+  const bool gain = norms.numel() > 0;
+  TORCH_CHECK(!gain || (norms.dtype() == torch::kHalf && norms.numel() == codes.size(0) &&
+                        sq.dtype() == torch::kFloat32 && sq.numel() == table.size(0)), "bad norms");
+  check_ids(ids, codes.size(0));
+  const int64_t sub = table.size(1), dim = subspaces * sub;
+  auto out = torch::empty({n, dim}, torch::kFloat32);
+  const uint8_t* c = codes.data_ptr<uint8_t>();
+  const float* t = table.data_ptr<float>();
+  const float* q = gain ? sq.data_ptr<float>() : nullptr;
+  const at::Half* nm = gain ? norms.data_ptr<at::Half>() : nullptr;
+  const int64_t* id = ids.data_ptr<int64_t>();
+  float* o = out.data_ptr<float>();
+  at::parallel_for(0, n, kGrain, [&](int64_t begin, int64_t end) {
+    for (int64_t r = begin; r < end; ++r) {
+      const uint8_t* code = c + id[r] * subspaces;
+      float* v = o + r * dim;
+      if (gain) {
+        float norm2 = 0.0f;
+        for (int64_t s = 0; s < subspaces; ++s) norm2 += q[s * 256 + code[s]];
+        const float factor = static_cast<float>(nm[id[r]]) / std::max(std::sqrt(norm2), 1e-12f);
+        for (int64_t s = 0; s < subspaces; ++s) {
+          const float* centroid = t + (s * 256 + code[s]) * sub;
+          for (int64_t j = 0; j < sub; ++j) *v++ = centroid[j] * factor;
+        }
+      } else {
+        for (int64_t s = 0; s < subspaces; ++s) {
+          const float* centroid = t + (s * 256 + code[s]) * sub;
+          for (int64_t j = 0; j < sub; ++j) *v++ = centroid[j];
+        }
+      }
+    }
+  });
+  return out;
+}
+
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("gather_int", &gather_int, "gather + decode rows of k-bit codes with fp16 group scales");
+  m.def("gather_pq", &gather_pq, "gather + decode rows of product-quantized codes");
   m.def("gather_ggml", &gather_ggml, "gather + decode rows of llama.cpp Q4_0 / Q8_0 blocks");
 }

@@ -1,4 +1,4 @@
-"""Fused CPU lookups for the quantized embeddings (kernels.cpp), with the torch ops as the fallback.
+"""Fused CPU lookups for the quantized and product-quantized embeddings (kernels.cpp), with the torch ops as the fallback.
 
 The C++ is compiled on first use with ``torch.utils.cpp_extension`` (about 40 s, then cached in
 ``TORCH_EXTENSIONS_DIR``, by default ~/.cache/torch_extensions). Without a compiler, without ninja, on
@@ -39,13 +39,15 @@ def _extension():
 def _usable(*tensors: torch.Tensor):
     if not enabled() or any(t.device.type != "cpu" for t in tensors):
         return None
+    if torch.is_grad_enabled() and any(t.requires_grad for t in tensors):  # the kernels have no backward
+        return None
     return _extension()
 
 
 def gather_int(packed, scales, offsets, ids, bits: int, group: int, mul: float, add: float):
     """Rows ``ids`` of k-bit codes decoded as ``(code·mul + add)·scale (+ offset)``, shape ids.shape + (dim,);
     None when the fused kernel cannot be used (then decode with torch ops)."""
-    ext = _usable(packed, ids)
+    ext = _usable(packed, scales, ids, *([] if offsets is None else [offsets]))
     if ext is None or bits not in (1, 2, 4, 8) or group % (8 // bits):
         return None
     no_offsets = torch.empty(0, dtype=torch.float16)
@@ -60,4 +62,16 @@ def gather_ggml(blocks, ids, qtype: str):
     if ext is None or qtype not in ("Q4_0", "Q8_0"):
         return None
     flat = ext.gather_ggml(blocks.contiguous(), ids.reshape(-1).long().contiguous(), qtype)
+    return flat.reshape(*ids.shape, flat.shape[-1])
+
+
+def gather_pq(codes, table, sq, norms, ids):
+    """Rows ``ids`` of product-quantized codes: centroids from ``table`` (S·256, sub), rescaled to
+    ``norms`` when given (``sq``: each table row's squared norm); None when the kernel cannot be used."""
+    ext = _usable(codes, table, ids)
+    if ext is None:
+        return None
+    empty = torch.empty(0)
+    flat = ext.gather_pq(codes.contiguous(), table.contiguous(), empty if sq is None else sq.contiguous(),
+                         empty.half() if norms is None else norms.contiguous(), ids.reshape(-1).long().contiguous())
     return flat.reshape(*ids.shape, flat.shape[-1])

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .. import kernels
 from ..errors import EmbcompressError
 from .base import CompressedEmbedding, check_weight, dtype_name, split_center
 
@@ -57,13 +58,16 @@ class ProductQuantizedEmbedding(CompressedEmbedding):
         return codes.int() + CENTROIDS * torch.arange(codes.shape[-1], device=codes.device, dtype=torch.int32)
 
     def decode(self, ids):
-        offsets = self._table_offsets(self.codes[ids])  # (..., S)
         table = self.codebooks.float().flatten(0, 1)  # (S·256, sub_dim)
+        # the decoded row's norm from per-centroid squared norms (one small gather, no pass over out)
+        sq = table.square().sum(-1) if self.shape_gain else None
+        fused = kernels.gather_pq(self.codes, table, sq, self.norms if self.shape_gain else None, ids)
+        if fused is not None:
+            return fused
+        offsets = self._table_offsets(self.codes[ids])  # (..., S)
         out = F.embedding(offsets, table).flatten(-2)  # (..., d)
         if self.shape_gain:
-            # the decoded row's norm from per-centroid squared norms (one small gather, no pass over out)
-            sq = table.square().sum(-1, keepdim=True)
-            recon_norm = F.embedding_bag(offsets.reshape(-1, offsets.shape[-1]), sq, mode="sum").sqrt_()
+            recon_norm = F.embedding_bag(offsets.reshape(-1, offsets.shape[-1]), sq.unsqueeze(-1), mode="sum").sqrt_()
             factor = self.norms[ids].float().reshape(-1, 1) / recon_norm.clamp_min_(1e-12)
             out.mul_(factor.reshape(*ids.shape, 1))
         return out
