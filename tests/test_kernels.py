@@ -19,7 +19,8 @@ def _both_paths(module, ids, monkeypatch):
 @needs_kernels
 @pytest.mark.parametrize("spec", [dict(bits=4), dict(bits=2, group_size=16), dict(bits=1), dict(bits=8),
                                   dict(bits=4, zero_point=True), dict(bits=2, zero_point=True, row_norms=True),
-                                  dict(bits=4, center=True), dict(bits=3)])
+                                  dict(bits=4, center=True), dict(bits=3), dict(bits=5, zero_point=True),
+                                  dict(bits=7, group_size=16), dict(bits=6)])
 def test_int_lookup_matches_torch_ops(spec, monkeypatch):
     w = torch.randn(300, 64, generator=torch.Generator().manual_seed(0))
     module = compress(w, make_config("int", **spec))
@@ -72,7 +73,7 @@ def test_fused_lookup_rejects_out_of_range_ids():
 def test_the_kernel_is_what_runs():
     module = compress(torch.randn(10, 32), make_config("int", bits=4))
     assert kernels.gather_int(module.packed, module.scales, None, torch.tensor([1]), 4, 32, 1.0, -8.0) is not None
-    assert kernels.gather_int(module.packed, module.scales, None, torch.tensor([1]), 3, 32, 1.0, -4.0) is None
+    assert kernels.gather_int(module.packed, module.scales, None, torch.tensor([1]), 1, 4, 2.0, -1.0) is None
 
 
 def test_without_a_toolchain_lookups_fall_back_to_torch_ops(monkeypatch):

@@ -47,13 +47,39 @@ void decode_rows(const uint8_t* codes, const at::Half* sc, const at::Half* off, 
   });
 }
 
+// Widths that do not divide 8 (3, 5, 6, 7): value i is bits [i·bits, (i+1)·bits) of the row's
+// little-endian bit stream (pack_bits' order), so it spans at most two bytes.
+void decode_rows_any_bits(const uint8_t* codes, const at::Half* sc, const at::Half* off, const int64_t* id,
+                          const float* table, float* o, int64_t n, int64_t row_bytes, int64_t groups, int64_t group,
+                          int64_t bits) {
+  const int64_t dim = groups * group;
+  const unsigned mask = (1u << bits) - 1;
+  at::parallel_for(0, n, kGrain, [&](int64_t begin, int64_t end) {
+    for (int64_t r = begin; r < end; ++r) {
+      const uint8_t* p = codes + id[r] * row_bytes;
+      float* v = o + r * dim;
+      for (int64_t g = 0; g < groups; ++g) {
+        const float s = static_cast<float>(sc[id[r] * groups + g]);
+        const float a = off ? static_cast<float>(off[id[r] * groups + g]) : 0.0f;
+        for (int64_t i = g * group; i < (g + 1) * group; ++i) {
+          const int64_t bit = i * bits, byte = bit >> 3;
+          unsigned word = p[byte];
+          if (byte + 1 < row_bytes) word |= static_cast<unsigned>(p[byte + 1]) << 8;
+          const float x = table[(word >> (bit & 7)) & mask] * s;
+          v[i] = off ? x + a : x;
+        }
+      }
+    }
+  });
+}
+
 }  // namespace
 
 // packed (V, dim·bits/8) uint8, scales (V, G) fp16, offsets (V, G) fp16 or empty, ids (N,) int64 →
-// (N, dim) float32 with value = (code · mul + add) · scale[group] (+ offset[group]); bits ∈ {1, 2, 4, 8}.
+// (N, dim) float32 with value = (code · mul + add) · scale[group] (+ offset[group]); bits 1 … 8.
 torch::Tensor gather_int(torch::Tensor packed, torch::Tensor scales, torch::Tensor offsets, torch::Tensor ids,
                          int64_t bits, int64_t group, double mul, double add) {
-  TORCH_CHECK(bits == 1 || bits == 2 || bits == 4 || bits == 8, "bits must divide 8");
+  TORCH_CHECK(bits >= 1 && bits <= 8, "bits must be between 1 and 8");
   TORCH_CHECK(packed.dtype() == torch::kUInt8 && packed.is_contiguous() && packed.dim() == 2, "bad packed codes");
   TORCH_CHECK(scales.dtype() == torch::kHalf && scales.is_contiguous() && scales.size(0) == packed.size(0),
               "bad scales");
@@ -61,11 +87,13 @@ torch::Tensor gather_int(torch::Tensor packed, torch::Tensor scales, torch::Tens
   TORCH_CHECK(!has_offsets || (offsets.dtype() == torch::kHalf && offsets.is_contiguous() &&
                                offsets.sizes() == scales.sizes()), "bad offsets");
   check_ids(ids, packed.size(0));
-  const int64_t row_bytes = packed.size(1), per_byte = 8 / bits, dim = row_bytes * per_byte;
-  const int64_t groups = scales.size(1), n = ids.numel();
-  TORCH_CHECK(groups * group == dim && group % per_byte == 0, "group size times groups must equal the row length");
+  const int64_t row_bytes = packed.size(1), groups = scales.size(1), n = ids.numel(), dim = groups * group;
+  TORCH_CHECK(dim * bits == row_bytes * 8, "groups × group size × bits must fill the packed row");
+  const bool whole = 8 % bits == 0;
+  const int64_t per_byte = whole ? 8 / bits : 1;
+  TORCH_CHECK(group % per_byte == 0, "a group must hold whole bytes");
   auto out = torch::empty({n, dim}, torch::kFloat32);
-  // every byte's decoded values, so the inner loop is a copy
+  // every byte's decoded values (every code's, for widths that do not divide 8): the inner loop is a copy
   std::vector<float> table(256 * per_byte);
   for (int c = 0; c < 256; ++c)
     for (int64_t j = 0; j < per_byte; ++j)
@@ -76,6 +104,10 @@ torch::Tensor gather_int(torch::Tensor packed, torch::Tensor scales, torch::Tens
   const at::Half* off = has_offsets ? offsets.data_ptr<at::Half>() : nullptr;
   const int64_t* id = ids.data_ptr<int64_t>();
   float* o = out.data_ptr<float>();
+  if (!whole) {
+    decode_rows_any_bits(codes, sc, off, id, table.data(), o, n, row_bytes, groups, group, bits);
+    return out;
+  }
   switch (per_byte) {  // a compile-time count of values a byte lets the inner loop unroll
     case 1: decode_rows<1>(codes, sc, off, id, table.data(), o, n, row_bytes, groups, group); break;
     case 2: decode_rows<2>(codes, sc, off, id, table.data(), o, n, row_bytes, groups, group); break;

@@ -48,7 +48,7 @@ def gather_int(packed, scales, offsets, ids, bits: int, group: int, mul: float, 
     """Rows ``ids`` of k-bit codes decoded as ``(code·mul + add)·scale (+ offset)``, shape ids.shape + (dim,);
     None when the fused kernel cannot be used (then decode with torch ops)."""
     ext = _usable(packed, scales, ids, *([] if offsets is None else [offsets]))
-    if ext is None or bits not in (1, 2, 4, 8) or group % (8 // bits):
+    if ext is None or (8 % bits == 0 and group % (8 // bits)):
         return None
     no_offsets = torch.empty(0, dtype=torch.float16)
     flat = ext.gather_int(packed.contiguous(), scales.contiguous(), no_offsets if offsets is None else offsets.contiguous(),

@@ -115,14 +115,19 @@ class TieredEmbedding(CompressedEmbedding):
         tier, slot = self.tier_of_row[flat_ids], self.slots()[flat_ids]
         if self.rank:
             out = self.low_rank.decode(flat_ids)
-        else:
-            out = torch.zeros(len(flat_ids), self.embedding_dim, device=ids.device)
+        else:  # every row is written below (dropped rows as zeros), so no zero-fill pass
+            out = torch.empty(len(flat_ids), self.embedding_dim, device=ids.device)
         for k, part in enumerate(self.parts):
-            if isinstance(part, nn.Identity):
-                continue
             where = (tier == k).nonzero().squeeze(1)
-            if len(where):  # index_add_ writes each row once; masked += reads, adds and writes back
+            if not len(where):
+                continue
+            if isinstance(part, nn.Identity):  # a dropped row: zero, plus the rank part if any
+                if not self.rank:
+                    out.index_fill_(0, where, 0.0)
+            elif self.rank:  # index_add_ writes each row once; masked += reads, adds and writes back
                 out.index_add_(0, where, part.decode(slot[where]))
+            else:
+                out.index_copy_(0, where, part.decode(slot[where]))
         return out.reshape(*ids.shape, self.embedding_dim)
 
 
