@@ -51,6 +51,22 @@ def test_pq_lookup_matches_torch_ops(shape_gain, monkeypatch):
     assert torch.equal(fused, plain)
 
 
+@pytest.mark.parametrize("kernels_on", ["1", "0"])
+@pytest.mark.parametrize("method,spec", [("int", dict(bits=4)), ("int", dict(bits=3)), ("gguf", dict(qtype="Q4_0")),
+                                         ("pq", dict(sub_dim=4, iterations=3)), ("int", dict(bits=2, row_norms=True))])
+def test_decode_into_writes_only_the_rows_asked(method, spec, kernels_on, monkeypatch):
+    monkeypatch.setenv("EMBCOMPRESS_KERNELS", kernels_on)
+    module = compress(torch.randn(300, 64, generator=torch.Generator().manual_seed(4)), make_config(method, **spec))
+    ids, rows = torch.tensor([5, 299, 5, 0]), torch.tensor([6, 0, 2, 3])
+    out = torch.full((7, 64), float("nan"))
+    module.decode_into(out, rows, ids)
+    assert torch.equal(out[rows], module.decode(ids))
+    assert out[[1, 4, 5]].isnan().all()
+    if kernels_on == "1" and not spec.get("row_norms"):
+        with pytest.raises(IndexError, match="out of (range|bounds)"):  # kernel or index_copy_
+            module.decode_into(out, torch.tensor([0, 1, 2, 7]), ids)
+
+
 @needs_kernels
 def test_no_kernel_where_gradients_must_flow():
     module = compress(torch.randn(300, 32), make_config("pq", sub_dim=4, iterations=2))

@@ -21,16 +21,32 @@ void check_ids(const torch::Tensor& ids, int64_t rows) {
                     " rows");
 }
 
+// The output: a new (n, dim) tensor when `out` is empty, else rows `rows` of `out` (row r of the
+// lookup goes to out[rows[r]]), so a caller combining several modules writes each row once.
+float* output_rows(torch::Tensor& out, const torch::Tensor& rows, int64_t n, int64_t dim, const int64_t** dest) {
+  *dest = nullptr;
+  if (out.numel() == 0) {
+    out = torch::empty({n, dim}, torch::kFloat32);
+  } else {
+    TORCH_CHECK(out.dtype() == torch::kFloat32 && out.is_contiguous() && out.dim() == 2 && out.size(1) == dim,
+                "out must be a contiguous float32 (rows, ", dim, ") tensor");
+    TORCH_CHECK(rows.numel() == n, "rows must give one output row per id");
+    check_ids(rows, out.size(0));
+    *dest = rows.data_ptr<int64_t>();
+  }
+  return out.data_ptr<float>();
+}
+
 const int64_t kGrain = 64;  // rows a task: a few hundred KB of output
 
 // Each value is written once: table value × its group's scale (+ offset), in the torch path's order.
 template <int kPerByte>
 void decode_rows(const uint8_t* codes, const at::Half* sc, const at::Half* off, const int64_t* id, const float* table,
-                 float* o, int64_t n, int64_t row_bytes, int64_t groups, int64_t group) {
+                 float* o, const int64_t* dest, int64_t n, int64_t row_bytes, int64_t groups, int64_t group) {
   const int64_t group_bytes = group / kPerByte;
   at::parallel_for(0, n, kGrain, [&](int64_t begin, int64_t end) {
     for (int64_t r = begin; r < end; ++r) {
-      float* v = o + r * row_bytes * kPerByte;
+      float* v = o + (dest ? dest[r] : r) * row_bytes * kPerByte;
       for (int64_t g = 0; g < groups; ++g) {
         const uint8_t* p = codes + id[r] * row_bytes + g * group_bytes;
         const float s = static_cast<float>(sc[id[r] * groups + g]);
@@ -50,14 +66,14 @@ void decode_rows(const uint8_t* codes, const at::Half* sc, const at::Half* off, 
 // Widths that do not divide 8 (3, 5, 6, 7): value i is bits [i·bits, (i+1)·bits) of the row's
 // little-endian bit stream (pack_bits' order), so it spans at most two bytes.
 void decode_rows_any_bits(const uint8_t* codes, const at::Half* sc, const at::Half* off, const int64_t* id,
-                          const float* table, float* o, int64_t n, int64_t row_bytes, int64_t groups, int64_t group,
-                          int64_t bits) {
+                          const float* table, float* o, const int64_t* dest, int64_t n, int64_t row_bytes,
+                          int64_t groups, int64_t group, int64_t bits) {
   const int64_t dim = groups * group;
   const unsigned mask = (1u << bits) - 1;
   at::parallel_for(0, n, kGrain, [&](int64_t begin, int64_t end) {
     for (int64_t r = begin; r < end; ++r) {
       const uint8_t* p = codes + id[r] * row_bytes;
-      float* v = o + r * dim;
+      float* v = o + (dest ? dest[r] : r) * dim;
       for (int64_t g = 0; g < groups; ++g) {
         const float s = static_cast<float>(sc[id[r] * groups + g]);
         const float a = off ? static_cast<float>(off[id[r] * groups + g]) : 0.0f;
@@ -78,7 +94,7 @@ void decode_rows_any_bits(const uint8_t* codes, const at::Half* sc, const at::Ha
 // packed (V, dim·bits/8) uint8, scales (V, G) fp16, offsets (V, G) fp16 or empty, ids (N,) int64 →
 // (N, dim) float32 with value = (code · mul + add) · scale[group] (+ offset[group]); bits 1 … 8.
 torch::Tensor gather_int(torch::Tensor packed, torch::Tensor scales, torch::Tensor offsets, torch::Tensor ids,
-                         int64_t bits, int64_t group, double mul, double add) {
+                         int64_t bits, int64_t group, double mul, double add, torch::Tensor out, torch::Tensor rows) {
   TORCH_CHECK(bits >= 1 && bits <= 8, "bits must be between 1 and 8");
   TORCH_CHECK(packed.dtype() == torch::kUInt8 && packed.is_contiguous() && packed.dim() == 2, "bad packed codes");
   TORCH_CHECK(scales.dtype() == torch::kHalf && scales.is_contiguous() && scales.size(0) == packed.size(0),
@@ -92,7 +108,8 @@ torch::Tensor gather_int(torch::Tensor packed, torch::Tensor scales, torch::Tens
   const bool whole = 8 % bits == 0;
   const int64_t per_byte = whole ? 8 / bits : 1;
   TORCH_CHECK(group % per_byte == 0, "a group must hold whole bytes");
-  auto out = torch::empty({n, dim}, torch::kFloat32);
+  const int64_t* dest;
+  float* o = output_rows(out, rows, n, dim, &dest);
   // every byte's decoded values (every code's, for widths that do not divide 8): the inner loop is a copy
   std::vector<float> table(256 * per_byte);
   for (int c = 0; c < 256; ++c)
@@ -103,16 +120,15 @@ torch::Tensor gather_int(torch::Tensor packed, torch::Tensor scales, torch::Tens
   const at::Half* sc = scales.data_ptr<at::Half>();
   const at::Half* off = has_offsets ? offsets.data_ptr<at::Half>() : nullptr;
   const int64_t* id = ids.data_ptr<int64_t>();
-  float* o = out.data_ptr<float>();
   if (!whole) {
-    decode_rows_any_bits(codes, sc, off, id, table.data(), o, n, row_bytes, groups, group, bits);
+    decode_rows_any_bits(codes, sc, off, id, table.data(), o, dest, n, row_bytes, groups, group, bits);
     return out;
   }
   switch (per_byte) {  // a compile-time count of values a byte lets the inner loop unroll
-    case 1: decode_rows<1>(codes, sc, off, id, table.data(), o, n, row_bytes, groups, group); break;
-    case 2: decode_rows<2>(codes, sc, off, id, table.data(), o, n, row_bytes, groups, group); break;
-    case 4: decode_rows<4>(codes, sc, off, id, table.data(), o, n, row_bytes, groups, group); break;
-    default: decode_rows<8>(codes, sc, off, id, table.data(), o, n, row_bytes, groups, group);
+    case 1: decode_rows<1>(codes, sc, off, id, table.data(), o, dest, n, row_bytes, groups, group); break;
+    case 2: decode_rows<2>(codes, sc, off, id, table.data(), o, dest, n, row_bytes, groups, group); break;
+    case 4: decode_rows<4>(codes, sc, off, id, table.data(), o, dest, n, row_bytes, groups, group); break;
+    default: decode_rows<8>(codes, sc, off, id, table.data(), o, dest, n, row_bytes, groups, group);
   }
   return out;
 }
@@ -120,7 +136,8 @@ torch::Tensor gather_int(torch::Tensor packed, torch::Tensor scales, torch::Tens
 // llama.cpp blocks of 32 values, (V, blocks·bytes) uint8 → (N, dim) float32.
 // Q8_0: fp16 scale d, 32 int8 q; value q·d. Q4_0: fp16 d, 16 bytes; value j is (low nibble of byte j − 8)·d,
 // value j + 16 is (high nibble − 8)·d.
-torch::Tensor gather_ggml(torch::Tensor blocks, torch::Tensor ids, std::string qtype) {
+torch::Tensor gather_ggml(torch::Tensor blocks, torch::Tensor ids, std::string qtype, torch::Tensor out,
+                          torch::Tensor rows) {
   TORCH_CHECK(blocks.dtype() == torch::kUInt8 && blocks.is_contiguous() && blocks.dim() == 2, "bad blocks");
   TORCH_CHECK(qtype == "Q4_0" || qtype == "Q8_0", "no kernel for ", qtype);
   check_ids(ids, blocks.size(0));
@@ -128,10 +145,10 @@ torch::Tensor gather_ggml(torch::Tensor blocks, torch::Tensor ids, std::string q
   const int64_t block_bytes = q4 ? 18 : 34, row_bytes = blocks.size(1), nblocks = row_bytes / block_bytes;
   TORCH_CHECK(nblocks * block_bytes == row_bytes, "row bytes are not whole blocks");
   const int64_t dim = nblocks * 32, n = ids.numel();
-  auto out = torch::empty({n, dim}, torch::kFloat32);
+  const int64_t* dest;
+  float* o = output_rows(out, rows, n, dim, &dest);
   const uint8_t* src = blocks.data_ptr<uint8_t>();
   const int64_t* id = ids.data_ptr<int64_t>();
-  float* o = out.data_ptr<float>();
   at::parallel_for(0, n, kGrain, [&](int64_t begin, int64_t end) {
     for (int64_t r = begin; r < end; ++r) {
       const uint8_t* row = src + id[r] * row_bytes;
@@ -140,7 +157,7 @@ torch::Tensor gather_ggml(torch::Tensor blocks, torch::Tensor ids, std::string q
         at::Half d_half;
         std::memcpy(&d_half, blk, 2);
         const float d = static_cast<float>(d_half);
-        float* v = o + r * dim + k * 32;
+        float* v = o + (dest ? dest[r] : r) * dim + k * 32;
         if (q4) {
           for (int j = 0; j < 16; ++j) {
             v[j] = (static_cast<float>(blk[2 + j] & 15) - 8.0f) * d;
@@ -159,7 +176,7 @@ torch::Tensor gather_ggml(torch::Tensor blocks, torch::Tensor ids, std::string q
 // s·256 … s·256+255. With norms (V,) fp16 and sq (S·256,) float32, the |centroid|² of every table row,
 // the decoded row is rescaled to its stored norm (shape-gain), its norm summed from sq in subspace order.
 torch::Tensor gather_pq(torch::Tensor codes, torch::Tensor table, torch::Tensor sq, torch::Tensor norms,
-                        torch::Tensor ids) {
+                        torch::Tensor ids, torch::Tensor out, torch::Tensor rows) {
   TORCH_CHECK(codes.dtype() == torch::kUInt8 && codes.is_contiguous() && codes.dim() == 2, "bad codes");
   const int64_t subspaces = codes.size(1), n = ids.numel();
   TORCH_CHECK(table.dtype() == torch::kFloat32 && table.is_contiguous() && table.dim() == 2 &&
@@ -169,17 +186,17 @@ torch::Tensor gather_pq(torch::Tensor codes, torch::Tensor table, torch::Tensor 
                         sq.dtype() == torch::kFloat32 && sq.numel() == table.size(0)), "bad norms");
   check_ids(ids, codes.size(0));
   const int64_t sub = table.size(1), dim = subspaces * sub;
-  auto out = torch::empty({n, dim}, torch::kFloat32);
+  const int64_t* dest;
+  float* o = output_rows(out, rows, n, dim, &dest);
   const uint8_t* c = codes.data_ptr<uint8_t>();
   const float* t = table.data_ptr<float>();
   const float* q = gain ? sq.data_ptr<float>() : nullptr;
   const at::Half* nm = gain ? norms.data_ptr<at::Half>() : nullptr;
   const int64_t* id = ids.data_ptr<int64_t>();
-  float* o = out.data_ptr<float>();
   at::parallel_for(0, n, kGrain, [&](int64_t begin, int64_t end) {
     for (int64_t r = begin; r < end; ++r) {
       const uint8_t* code = c + id[r] * subspaces;
-      float* v = o + r * dim;
+      float* v = o + (dest ? dest[r] : r) * dim;
       if (gain) {
         float norm2 = 0.0f;
         for (int64_t s = 0; s < subspaces; ++s) norm2 += q[s * 256 + code[s]];

@@ -1,9 +1,13 @@
-"""Fused CPU lookups for the quantized and product-quantized embeddings (kernels.cpp), with the torch ops as the fallback.
+"""Fused CPU lookups for the quantized and product-quantized embeddings (kernels.cpp), with the torch
+ops as the fallback.
 
 The C++ is compiled on first use with ``torch.utils.cpp_extension`` (about 40 s, then cached in
 ``TORCH_EXTENSIONS_DIR``, by default ~/.cache/torch_extensions). Without a compiler, without ninja, on
-a GPU, or with ``EMBCOMPRESS_KERNELS=0`` every function here returns None and callers use torch ops,
-which give the same floats, only slower on a CPU.
+a GPU, where gradients must flow, or with ``EMBCOMPRESS_KERNELS=0`` every function here returns None
+and callers use torch ops, which give the same floats, only slower on a CPU.
+
+Each function decodes rows ``ids`` into a new ``ids.shape + (dim,)`` float32 tensor, or, given
+``out`` and ``rows``, into ``out[rows]`` (one write a row when several modules share one output).
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import torch
 
 _SOURCE = Path(__file__).with_name("kernels.cpp")
 _loaded: dict[str, object] = {}
+_NONE = torch.empty(0)
 
 
 def enabled() -> bool:
@@ -27,7 +32,8 @@ def _extension():
         try:
             from torch.utils.cpp_extension import load
 
-            _loaded["ext"] = load("embcompress_kernels", [str(_SOURCE)], extra_cflags=["-O3", "-ffp-contract=off"], verbose=False)
+            _loaded["ext"] = load("embcompress_kernels", [str(_SOURCE)], extra_cflags=["-O3", "-ffp-contract=off"],
+                                  verbose=False)
         except Exception as exc:  # no compiler or ninja: lookups stay correct, only slower
             warnings.warn(f"embcompress: fused CPU lookups unavailable, using torch ops ({type(exc).__name__}: "
                           f"{str(exc).splitlines()[0] if str(exc) else ''}); set EMBCOMPRESS_KERNELS=0 to skip the build",
@@ -44,34 +50,43 @@ def _usable(*tensors: torch.Tensor):
     return _extension()
 
 
-def gather_int(packed, scales, offsets, ids, bits: int, group: int, mul: float, add: float):
-    """Rows ``ids`` of k-bit codes decoded as ``(code·mul + add)·scale (+ offset)``, shape ids.shape + (dim,);
-    None when the fused kernel cannot be used (then decode with torch ops)."""
+def _ids(t: torch.Tensor) -> torch.Tensor:
+    return t.reshape(-1).long().contiguous()
+
+
+def _run(kernel, ids, out, rows):
+    """``kernel(flat ids, out, rows)``; a new output is shaped like ``ids``."""
+    if out is None:
+        flat = kernel(_ids(ids), _NONE, _NONE)
+        return flat.reshape(*ids.shape, flat.shape[-1])
+    return kernel(_ids(ids), out, _ids(rows))
+
+
+def gather_int(packed, scales, offsets, ids, bits: int, group: int, mul: float, add: float, out=None, rows=None):
+    """k-bit codes decoded as ``(code·mul + add)·scale (+ offset)`` per group; None: use torch ops."""
     ext = _usable(packed, scales, ids, *([] if offsets is None else [offsets]))
     if ext is None or (8 % bits == 0 and group % (8 // bits)):
         return None
-    no_offsets = torch.empty(0, dtype=torch.float16)
-    flat = ext.gather_int(packed.contiguous(), scales.contiguous(), no_offsets if offsets is None else offsets.contiguous(),
-                          ids.reshape(-1).long().contiguous(), bits, group, float(mul), float(add))
-    return flat.reshape(*ids.shape, flat.shape[-1])
+    offsets = _NONE.half() if offsets is None else offsets.contiguous()
+    return _run(lambda i, o, r: ext.gather_int(packed.contiguous(), scales.contiguous(), offsets, i, bits, group,
+                                               float(mul), float(add), o, r), ids, out, rows)
 
 
-def gather_ggml(blocks, ids, qtype: str):
-    """Rows ``ids`` of llama.cpp Q4_0 / Q8_0 blocks decoded; None when the kernel cannot be used."""
+def gather_ggml(blocks, ids, qtype: str, out=None, rows=None):
+    """llama.cpp Q4_0 / Q8_0 blocks decoded; None: use torch ops."""
     ext = _usable(blocks, ids)
     if ext is None or qtype not in ("Q4_0", "Q8_0"):
         return None
-    flat = ext.gather_ggml(blocks.contiguous(), ids.reshape(-1).long().contiguous(), qtype)
-    return flat.reshape(*ids.shape, flat.shape[-1])
+    return _run(lambda i, o, r: ext.gather_ggml(blocks.contiguous(), i, qtype, o, r), ids, out, rows)
 
 
-def gather_pq(codes, table, sq, norms, ids):
-    """Rows ``ids`` of product-quantized codes: centroids from ``table`` (S·256, sub), rescaled to
-    ``norms`` when given (``sq``: each table row's squared norm); None when the kernel cannot be used."""
+def gather_pq(codes, table, sq, norms, ids, out=None, rows=None):
+    """Centroids from ``table`` (S·256, sub), rescaled to ``norms`` when given (``sq``: each table row's
+    squared norm); None: use torch ops."""
     ext = _usable(codes, table, ids)
     if ext is None:
         return None
-    empty = torch.empty(0)
-    flat = ext.gather_pq(codes.contiguous(), table.contiguous(), empty if sq is None else sq.contiguous(),
-                         empty.half() if norms is None else norms.contiguous(), ids.reshape(-1).long().contiguous())
-    return flat.reshape(*ids.shape, flat.shape[-1])
+    sq = _NONE if sq is None else sq.contiguous()
+    norms = _NONE.half() if norms is None else norms.contiguous()
+    return _run(lambda i, o, r: ext.gather_pq(codes.contiguous(), table.contiguous(), sq, norms, i, o, r),
+                ids, out, rows)

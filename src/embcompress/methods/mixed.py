@@ -62,7 +62,7 @@ class MixedEmbedding(CompressedEmbedding):
             hot = (self.hot_ids[slot] == ids).reshape(-1).nonzero().squeeze(1)
             if len(hot):
                 flat = out.view(-1, self.embedding_dim)
-                flat.index_copy_(0, hot, self.hot.decode(slot.reshape(-1)[hot]))
+                self.hot.decode_into(flat, hot, slot.reshape(-1)[hot])
         return out
 
 

@@ -57,10 +57,20 @@ class ProductQuantizedEmbedding(CompressedEmbedding):
         """Codes → rows of the flattened (S·256)-row codebook table."""
         return codes.int() + CENTROIDS * torch.arange(codes.shape[-1], device=codes.device, dtype=torch.int32)
 
+    def _tables(self):
+        """(S·256, sub_dim) centroids; with shape-gain also each centroid's squared norm, from which a
+        decoded row's norm is summed (one small gather, no pass over the output)."""
+        table = self.codebooks.float().flatten(0, 1)
+        return table, (table.square().sum(-1) if self.shape_gain else None)
+
+    def decode_into(self, out, rows, ids):
+        table, sq = self._tables()
+        norms = self.norms if self.shape_gain else None
+        if kernels.gather_pq(self.codes, table, sq, norms, ids, out=out, rows=rows) is None:
+            super().decode_into(out, rows, ids)
+
     def decode(self, ids):
-        table = self.codebooks.float().flatten(0, 1)  # (S·256, sub_dim)
-        # the decoded row's norm from per-centroid squared norms (one small gather, no pass over out)
-        sq = table.square().sum(-1) if self.shape_gain else None
+        table, sq = self._tables()
         fused = kernels.gather_pq(self.codes, table, sq, self.norms if self.shape_gain else None, ids)
         if fused is not None:
             return fused

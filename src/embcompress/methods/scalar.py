@@ -70,13 +70,24 @@ class QuantizedEmbedding(CompressedEmbedding):
         return {"bits": self.bits, "group_size": self.group_size, "zero_point": self.zero_point,
                 "row_norms": self.row_norms}
 
+    def _code_values(self) -> tuple[float, float]:
+        """(mul, add): a code c stands for c·mul + add before its group's scale."""
+        if self.bits == 1:  # signs: code 0 → −1, 1 → +1
+            return 2.0, -1.0
+        return 1.0, (0.0 if self.zero_point else -(2.0 ** (self.bits - 1)))
+
+    def _offsets(self):
+        return self.offsets if self.zero_point and self.bits > 1 else None
+
+    def decode_into(self, out, rows, ids):
+        if self.row_norms or kernels.gather_int(self.packed, self.scales, self._offsets(), ids, self.bits,
+                                                self.group_size, *self._code_values(), out=out, rows=rows) is None:
+            super().decode_into(out, rows, ids)
+
     def decode(self, ids):
         # in place on one float buffer: allocation and passes over memory dominate lookups
-        if self.bits == 1:  # signs: code 0 → −1, 1 → +1
-            mul, add = 2.0, -1.0
-        else:
-            mul, add = 1.0, (0.0 if self.zero_point else -(2.0 ** (self.bits - 1)))
-        offsets = self.offsets if self.zero_point and self.bits > 1 else None
+        mul, add = self._code_values()
+        offsets = self._offsets()
         out = kernels.gather_int(self.packed, self.scales, offsets, ids, self.bits, self.group_size, mul, add)
         if out is None:  # same floats through torch ops (GPU, or no compiler)
             out = unpack_float(self.packed[ids], self.bits, self.embedding_dim, mul, add)

@@ -127,7 +127,7 @@ class TieredEmbedding(CompressedEmbedding):
             elif self.rank:  # index_add_ writes each row once; masked += reads, adds and writes back
                 out.index_add_(0, where, part.decode(slot[where]))
             else:
-                out.index_copy_(0, where, part.decode(slot[where]))
+                part.decode_into(out, where, slot[where])
         return out.reshape(*ids.shape, self.embedding_dim)
 
 
