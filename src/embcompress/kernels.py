@@ -7,7 +7,8 @@ a GPU, where gradients must flow, or with ``EMBCOMPRESS_KERNELS=0`` every functi
 and callers use torch ops, which give the same floats, only slower on a CPU.
 
 Each function decodes rows ``ids`` into a new ``ids.shape + (dim,)`` float32 tensor, or, given
-``out`` and ``rows``, into ``out[rows]`` (one write a row when several modules share one output).
+``out`` and ``rows`` (distinct rows of a contiguous float32 ``out``), into ``out[rows]``: one write a
+row when several modules share one output.
 """
 
 from __future__ import annotations
@@ -42,8 +43,10 @@ def _extension():
     return _loaded["ext"]
 
 
-def _usable(*tensors: torch.Tensor):
+def _usable(*tensors: torch.Tensor, out: torch.Tensor | None = None):
     if not enabled() or any(t.device.type != "cpu" for t in tensors):
+        return None
+    if out is not None and (out.dtype != torch.float32 or not out.is_contiguous() or out.device.type != "cpu"):
         return None
     if torch.is_grad_enabled() and any(t.requires_grad for t in tensors):  # the kernels have no backward
         return None
@@ -64,7 +67,7 @@ def _run(kernel, ids, out, rows):
 
 def gather_int(packed, scales, offsets, ids, bits: int, group: int, mul: float, add: float, out=None, rows=None):
     """k-bit codes decoded as ``(code·mul + add)·scale (+ offset)`` per group; None: use torch ops."""
-    ext = _usable(packed, scales, ids, *([] if offsets is None else [offsets]))
+    ext = _usable(packed, scales, ids, *([] if offsets is None else [offsets]), out=out)
     if ext is None or (8 % bits == 0 and group % (8 // bits)):
         return None
     offsets = _NONE.half() if offsets is None else offsets.contiguous()
@@ -74,7 +77,7 @@ def gather_int(packed, scales, offsets, ids, bits: int, group: int, mul: float, 
 
 def gather_ggml(blocks, ids, qtype: str, out=None, rows=None):
     """llama.cpp Q4_0 / Q8_0 blocks decoded; None: use torch ops."""
-    ext = _usable(blocks, ids)
+    ext = _usable(blocks, ids, out=out)
     if ext is None or qtype not in ("Q4_0", "Q8_0"):
         return None
     return _run(lambda i, o, r: ext.gather_ggml(blocks.contiguous(), i, qtype, o, r), ids, out, rows)
@@ -83,7 +86,7 @@ def gather_ggml(blocks, ids, qtype: str, out=None, rows=None):
 def gather_pq(codes, table, sq, norms, ids, out=None, rows=None):
     """Centroids from ``table`` (S·256, sub), rescaled to ``norms`` when given (``sq``: each table row's
     squared norm); None: use torch ops."""
-    ext = _usable(codes, table, ids)
+    ext = _usable(codes, table, ids, out=out)
     if ext is None:
         return None
     sq = _NONE if sq is None else sq.contiguous()
