@@ -33,8 +33,9 @@ def _extension():
         try:
             from torch.utils.cpp_extension import load
 
-            _loaded["ext"] = load("embcompress_kernels", [str(_SOURCE)], extra_cflags=["-O3", "-ffp-contract=off"],
-                                  verbose=False)
+            # -fopenmp: at::parallel_for is inline OpenMP, so without it the kernels run on one thread
+            _loaded["ext"] = load("embcompress_kernels", [str(_SOURCE)], verbose=False,
+                                  extra_cflags=["-O3", "-ffp-contract=off", "-fopenmp"], extra_ldflags=["-fopenmp"])
         except Exception as exc:  # no compiler or ninja: lookups stay correct, only slower
             warnings.warn(f"embcompress: fused CPU lookups unavailable, using torch ops ({type(exc).__name__}: "
                           f"{str(exc).splitlines()[0] if str(exc) else ''}); set EMBCOMPRESS_KERNELS=0 to skip the build",
