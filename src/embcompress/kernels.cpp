@@ -1,7 +1,8 @@
 // Fused lookups for the quantized embeddings: gather the rows asked for and decode them in one pass
 // over the output. The torch path makes one pass per op (gather, unpack, convert, scale), and on a
 // CPU those passes over a 42 MB output are what a lookup costs. Arithmetic is the torch path's, op
-// for op, so both give identical floats. Built on first use by embcompress/kernels.py.
+// for op, so both give identical floats (shape-gain PQ: its norm is summed in another order, so up to
+// a last-bit rounding difference). Built on first use by embcompress/kernels.py.
 #include <torch/extension.h>
 #include <ATen/Parallel.h>
 
@@ -22,10 +23,13 @@ void check_ids(const torch::Tensor& ids, int64_t rows) {
 }
 
 // The output: a new (n, dim) tensor when `out` is empty, else rows `rows` of `out` (row r of the
-// lookup goes to out[rows[r]]), so a caller combining several modules writes each row once.
-float* output_rows(torch::Tensor& out, const torch::Tensor& rows, int64_t n, int64_t dim, const int64_t** dest) {
+// lookup goes to out[rows[r]], or is added to it with add_to), so a caller combining several modules
+// writes each row once.
+float* output_rows(torch::Tensor& out, const torch::Tensor& rows, int64_t n, int64_t dim, const int64_t** dest,
+                   bool add_to) {
   *dest = nullptr;
   if (out.numel() == 0) {
+    TORCH_CHECK(!add_to, "adding to rows needs an output");
     out = torch::empty({n, dim}, torch::kFloat32);
   } else {
     TORCH_CHECK(out.dtype() == torch::kFloat32 && out.is_contiguous() && out.dim() == 2 && out.size(1) == dim,
@@ -37,12 +41,16 @@ float* output_rows(torch::Tensor& out, const torch::Tensor& rows, int64_t n, int
   return out.data_ptr<float>();
 }
 
+// Writes a decoded value, or adds it to what the row holds (a low-rank part decoded first).
+inline void put(float* v, float x, bool add_to) { *v = add_to ? *v + x : x; }
+
 const int64_t kGrain = 64;  // rows a task: a few hundred KB of output
 
 // Each value is written once: table value × its group's scale (+ offset), in the torch path's order.
 template <int kPerByte>
 void decode_rows(const uint8_t* codes, const at::Half* sc, const at::Half* off, const int64_t* id, const float* table,
-                 float* o, const int64_t* dest, int64_t n, int64_t row_bytes, int64_t groups, int64_t group) {
+                 float* o, const int64_t* dest, bool add_to, int64_t n, int64_t row_bytes, int64_t groups,
+                 int64_t group) {
   const int64_t group_bytes = group / kPerByte;
   at::parallel_for(0, n, kGrain, [&](int64_t begin, int64_t end) {
     for (int64_t r = begin; r < end; ++r) {
@@ -53,10 +61,10 @@ void decode_rows(const uint8_t* codes, const at::Half* sc, const at::Half* off, 
         if (off) {
           const float a = static_cast<float>(off[id[r] * groups + g]);
           for (int64_t b = 0; b < group_bytes; ++b)
-            for (int j = 0; j < kPerByte; ++j) *v++ = table[p[b] * kPerByte + j] * s + a;
+            for (int j = 0; j < kPerByte; ++j) put(v++, table[p[b] * kPerByte + j] * s + a, add_to);
         } else {
           for (int64_t b = 0; b < group_bytes; ++b)
-            for (int j = 0; j < kPerByte; ++j) *v++ = table[p[b] * kPerByte + j] * s;
+            for (int j = 0; j < kPerByte; ++j) put(v++, table[p[b] * kPerByte + j] * s, add_to);
         }
       }
     }
@@ -66,7 +74,7 @@ void decode_rows(const uint8_t* codes, const at::Half* sc, const at::Half* off, 
 // Widths that do not divide 8 (3, 5, 6, 7): value i is bits [i·bits, (i+1)·bits) of the row's
 // little-endian bit stream (pack_bits' order), so it spans at most two bytes.
 void decode_rows_any_bits(const uint8_t* codes, const at::Half* sc, const at::Half* off, const int64_t* id,
-                          const float* table, float* o, const int64_t* dest, int64_t n, int64_t row_bytes,
+                          const float* table, float* o, const int64_t* dest, bool add_to, int64_t n, int64_t row_bytes,
                           int64_t groups, int64_t group, int64_t bits) {
   const int64_t dim = groups * group;
   const unsigned mask = (1u << bits) - 1;
@@ -82,7 +90,7 @@ void decode_rows_any_bits(const uint8_t* codes, const at::Half* sc, const at::Ha
           unsigned word = p[byte];
           if (byte + 1 < row_bytes) word |= static_cast<unsigned>(p[byte + 1]) << 8;
           const float x = table[(word >> (bit & 7)) & mask] * s;
-          v[i] = off ? x + a : x;
+          put(v + i, off ? x + a : x, add_to);
         }
       }
     }
@@ -94,7 +102,8 @@ void decode_rows_any_bits(const uint8_t* codes, const at::Half* sc, const at::Ha
 // packed (V, dim·bits/8) uint8, scales (V, G) fp16, offsets (V, G) fp16 or empty, ids (N,) int64 →
 // (N, dim) float32 with value = (code · mul + add) · scale[group] (+ offset[group]); bits 1 … 8.
 torch::Tensor gather_int(torch::Tensor packed, torch::Tensor scales, torch::Tensor offsets, torch::Tensor ids,
-                         int64_t bits, int64_t group, double mul, double add, torch::Tensor out, torch::Tensor rows) {
+                         int64_t bits, int64_t group, double mul, double add, torch::Tensor out, torch::Tensor rows,
+                         bool add_to) {
   TORCH_CHECK(bits >= 1 && bits <= 8, "bits must be between 1 and 8");
   TORCH_CHECK(packed.dtype() == torch::kUInt8 && packed.is_contiguous() && packed.dim() == 2, "bad packed codes");
   TORCH_CHECK(scales.dtype() == torch::kHalf && scales.is_contiguous() && scales.size(0) == packed.size(0),
@@ -109,7 +118,7 @@ torch::Tensor gather_int(torch::Tensor packed, torch::Tensor scales, torch::Tens
   const int64_t per_byte = whole ? 8 / bits : 1;
   TORCH_CHECK(group % per_byte == 0, "a group must hold whole bytes");
   const int64_t* dest;
-  float* o = output_rows(out, rows, n, dim, &dest);
+  float* o = output_rows(out, rows, n, dim, &dest, add_to);
   // every byte's decoded values (every code's, for widths that do not divide 8): the inner loop is a copy
   std::vector<float> table(256 * per_byte);
   for (int c = 0; c < 256; ++c)
@@ -121,14 +130,14 @@ torch::Tensor gather_int(torch::Tensor packed, torch::Tensor scales, torch::Tens
   const at::Half* off = has_offsets ? offsets.data_ptr<at::Half>() : nullptr;
   const int64_t* id = ids.data_ptr<int64_t>();
   if (!whole) {
-    decode_rows_any_bits(codes, sc, off, id, table.data(), o, dest, n, row_bytes, groups, group, bits);
+    decode_rows_any_bits(codes, sc, off, id, table.data(), o, dest, add_to, n, row_bytes, groups, group, bits);
     return out;
   }
   switch (per_byte) {  // a compile-time count of values a byte lets the inner loop unroll
-    case 1: decode_rows<1>(codes, sc, off, id, table.data(), o, dest, n, row_bytes, groups, group); break;
-    case 2: decode_rows<2>(codes, sc, off, id, table.data(), o, dest, n, row_bytes, groups, group); break;
-    case 4: decode_rows<4>(codes, sc, off, id, table.data(), o, dest, n, row_bytes, groups, group); break;
-    default: decode_rows<8>(codes, sc, off, id, table.data(), o, dest, n, row_bytes, groups, group);
+    case 1: decode_rows<1>(codes, sc, off, id, table.data(), o, dest, add_to, n, row_bytes, groups, group); break;
+    case 2: decode_rows<2>(codes, sc, off, id, table.data(), o, dest, add_to, n, row_bytes, groups, group); break;
+    case 4: decode_rows<4>(codes, sc, off, id, table.data(), o, dest, add_to, n, row_bytes, groups, group); break;
+    default: decode_rows<8>(codes, sc, off, id, table.data(), o, dest, add_to, n, row_bytes, groups, group);
   }
   return out;
 }
@@ -137,7 +146,7 @@ torch::Tensor gather_int(torch::Tensor packed, torch::Tensor scales, torch::Tens
 // Q8_0: fp16 scale d, 32 int8 q; value q·d. Q4_0: fp16 d, 16 bytes; value j is (low nibble of byte j − 8)·d,
 // value j + 16 is (high nibble − 8)·d.
 torch::Tensor gather_ggml(torch::Tensor blocks, torch::Tensor ids, std::string qtype, torch::Tensor out,
-                          torch::Tensor rows) {
+                          torch::Tensor rows, bool add_to) {
   TORCH_CHECK(blocks.dtype() == torch::kUInt8 && blocks.is_contiguous() && blocks.dim() == 2, "bad blocks");
   TORCH_CHECK(qtype == "Q4_0" || qtype == "Q8_0", "no kernel for ", qtype);
   check_ids(ids, blocks.size(0));
@@ -146,7 +155,7 @@ torch::Tensor gather_ggml(torch::Tensor blocks, torch::Tensor ids, std::string q
   TORCH_CHECK(nblocks * block_bytes == row_bytes, "row bytes are not whole blocks");
   const int64_t dim = nblocks * 32, n = ids.numel();
   const int64_t* dest;
-  float* o = output_rows(out, rows, n, dim, &dest);
+  float* o = output_rows(out, rows, n, dim, &dest, add_to);
   const uint8_t* src = blocks.data_ptr<uint8_t>();
   const int64_t* id = ids.data_ptr<int64_t>();
   at::parallel_for(0, n, kGrain, [&](int64_t begin, int64_t end) {
@@ -160,11 +169,11 @@ torch::Tensor gather_ggml(torch::Tensor blocks, torch::Tensor ids, std::string q
         float* v = o + (dest ? dest[r] : r) * dim + k * 32;
         if (q4) {
           for (int j = 0; j < 16; ++j) {
-            v[j] = (static_cast<float>(blk[2 + j] & 15) - 8.0f) * d;
-            v[j + 16] = (static_cast<float>(blk[2 + j] >> 4) - 8.0f) * d;
+            put(v + j, (static_cast<float>(blk[2 + j] & 15) - 8.0f) * d, add_to);
+            put(v + j + 16, (static_cast<float>(blk[2 + j] >> 4) - 8.0f) * d, add_to);
           }
         } else {
-          for (int j = 0; j < 32; ++j) v[j] = static_cast<float>(static_cast<int8_t>(blk[2 + j])) * d;
+          for (int j = 0; j < 32; ++j) put(v + j, static_cast<float>(static_cast<int8_t>(blk[2 + j])) * d, add_to);
         }
       }
     }
@@ -176,7 +185,7 @@ torch::Tensor gather_ggml(torch::Tensor blocks, torch::Tensor ids, std::string q
 // s·256 … s·256+255. With norms (V,) fp16 and sq (S·256,) float32, the |centroid|² of every table row,
 // the decoded row is rescaled to its stored norm (shape-gain), its norm summed from sq in subspace order.
 torch::Tensor gather_pq(torch::Tensor codes, torch::Tensor table, torch::Tensor sq, torch::Tensor norms,
-                        torch::Tensor ids, torch::Tensor out, torch::Tensor rows) {
+                        torch::Tensor ids, torch::Tensor out, torch::Tensor rows, bool add_to) {
   TORCH_CHECK(codes.dtype() == torch::kUInt8 && codes.is_contiguous() && codes.dim() == 2, "bad codes");
   const int64_t subspaces = codes.size(1), n = ids.numel();
   TORCH_CHECK(table.dtype() == torch::kFloat32 && table.is_contiguous() && table.dim() == 2 &&
@@ -187,7 +196,7 @@ torch::Tensor gather_pq(torch::Tensor codes, torch::Tensor table, torch::Tensor 
   check_ids(ids, codes.size(0));
   const int64_t sub = table.size(1), dim = subspaces * sub;
   const int64_t* dest;
-  float* o = output_rows(out, rows, n, dim, &dest);
+  float* o = output_rows(out, rows, n, dim, &dest, add_to);
   const uint8_t* c = codes.data_ptr<uint8_t>();
   const float* t = table.data_ptr<float>();
   const float* q = gain ? sq.data_ptr<float>() : nullptr;
@@ -203,12 +212,12 @@ torch::Tensor gather_pq(torch::Tensor codes, torch::Tensor table, torch::Tensor 
         const float factor = static_cast<float>(nm[id[r]]) / std::max(std::sqrt(norm2), 1e-12f);
         for (int64_t s = 0; s < subspaces; ++s) {
           const float* centroid = t + (s * 256 + code[s]) * sub;
-          for (int64_t j = 0; j < sub; ++j) *v++ = centroid[j] * factor;
+          for (int64_t j = 0; j < sub; ++j) put(v++, centroid[j] * factor, add_to);
         }
       } else {
         for (int64_t s = 0; s < subspaces; ++s) {
           const float* centroid = t + (s * 256 + code[s]) * sub;
-          for (int64_t j = 0; j < sub; ++j) *v++ = centroid[j];
+          for (int64_t j = 0; j < sub; ++j) put(v++, centroid[j], add_to);
         }
       }
     }

@@ -4,11 +4,12 @@ ops as the fallback.
 The C++ is compiled on first use with ``torch.utils.cpp_extension`` (about 40 s, then cached in
 ``TORCH_EXTENSIONS_DIR``, by default ~/.cache/torch_extensions). Without a compiler, without ninja, on
 a GPU, where gradients must flow, or with ``EMBCOMPRESS_KERNELS=0`` every function here returns None
-and callers use torch ops, which give the same floats, only slower on a CPU.
+and callers use torch ops, which give the same floats (shape-gain PQ: to the last bit of a rounding),
+only slower on a CPU.
 
 Each function decodes rows ``ids`` into a new ``ids.shape + (dim,)`` float32 tensor, or, given
-``out`` and ``rows`` (distinct rows of a contiguous float32 ``out``), into ``out[rows]``: one write a
-row when several modules share one output.
+``out`` and ``rows`` (distinct rows of a contiguous float32 ``out``), into ``out[rows]`` (or added to
+them with ``add_to``): one write a row when several modules share one output.
 """
 
 from __future__ import annotations
@@ -49,7 +50,8 @@ def _usable(*tensors: torch.Tensor, out: torch.Tensor | None = None):
         return None
     if out is not None and (out.dtype != torch.float32 or not out.is_contiguous() or out.device.type != "cpu"):
         return None
-    if torch.is_grad_enabled() and any(t.requires_grad for t in tensors):  # the kernels have no backward
+    if torch.is_grad_enabled() and any(t.requires_grad for t in (*tensors, *([] if out is None else [out]))):
+        return None  # the kernels have no backward
         return None
     return _extension()
 
@@ -58,33 +60,34 @@ def _ids(t: torch.Tensor) -> torch.Tensor:
     return t.reshape(-1).long().contiguous()
 
 
-def _run(kernel, ids, out, rows):
-    """``kernel(flat ids, out, rows)``; a new output is shaped like ``ids``."""
+def _run(kernel, ids, out, rows, add_to):
+    """``kernel(flat ids, out, rows, add_to)``; a new output is shaped like ``ids``."""
     if out is None:
-        flat = kernel(_ids(ids), _NONE, _NONE)
+        flat = kernel(_ids(ids), _NONE, _NONE, False)
         return flat.reshape(*ids.shape, flat.shape[-1])
-    return kernel(_ids(ids), out, _ids(rows))
+    return kernel(_ids(ids), out, _ids(rows), add_to)
 
 
-def gather_int(packed, scales, offsets, ids, bits: int, group: int, mul: float, add: float, out=None, rows=None):
+def gather_int(packed, scales, offsets, ids, bits: int, group: int, mul: float, add: float, out=None, rows=None,
+               add_to=False):
     """k-bit codes decoded as ``(code·mul + add)·scale (+ offset)`` per group; None: use torch ops."""
     ext = _usable(packed, scales, ids, *([] if offsets is None else [offsets]), out=out)
     if ext is None or (8 % bits == 0 and group % (8 // bits)):
         return None
     offsets = _NONE.half() if offsets is None else offsets.contiguous()
-    return _run(lambda i, o, r: ext.gather_int(packed.contiguous(), scales.contiguous(), offsets, i, bits, group,
-                                               float(mul), float(add), o, r), ids, out, rows)
+    return _run(lambda i, o, r, a: ext.gather_int(packed.contiguous(), scales.contiguous(), offsets, i, bits, group,
+                                               float(mul), float(add), o, r, a), ids, out, rows, add_to)
 
 
-def gather_ggml(blocks, ids, qtype: str, out=None, rows=None):
+def gather_ggml(blocks, ids, qtype: str, out=None, rows=None, add_to=False):
     """llama.cpp Q4_0 / Q8_0 blocks decoded; None: use torch ops."""
     ext = _usable(blocks, ids, out=out)
     if ext is None or qtype not in ("Q4_0", "Q8_0"):
         return None
-    return _run(lambda i, o, r: ext.gather_ggml(blocks.contiguous(), i, qtype, o, r), ids, out, rows)
+    return _run(lambda i, o, r, a: ext.gather_ggml(blocks.contiguous(), i, qtype, o, r, a), ids, out, rows, add_to)
 
 
-def gather_pq(codes, table, sq, norms, ids, out=None, rows=None):
+def gather_pq(codes, table, sq, norms, ids, out=None, rows=None, add_to=False):
     """Centroids from ``table`` (S·256, sub), rescaled to ``norms`` when given (``sq``: each table row's
     squared norm); None: use torch ops."""
     ext = _usable(codes, table, ids, out=out)
@@ -92,5 +95,5 @@ def gather_pq(codes, table, sq, norms, ids, out=None, rows=None):
         return None
     sq = _NONE if sq is None else sq.contiguous()
     norms = _NONE.half() if norms is None else norms.contiguous()
-    return _run(lambda i, o, r: ext.gather_pq(codes.contiguous(), table.contiguous(), sq, norms, i, o, r),
-                ids, out, rows)
+    return _run(lambda i, o, r, a: ext.gather_pq(codes.contiguous(), table.contiguous(), sq, norms, i, o, r, a),
+                ids, out, rows, add_to)

@@ -118,9 +118,10 @@ class CompressedEmbedding(nn.Module):
     def decode(self, ids: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
         raise NotImplementedError
 
-    def decode_into(self, out: torch.Tensor, rows: torch.Tensor, ids: torch.Tensor) -> None:
-        """``out[rows] = decode(ids)`` for 1-D ``rows``/``ids``; modules with a fused kernel write in place."""
-        out.index_copy_(0, rows, self.decode(ids))
+    def decode_into(self, out: torch.Tensor, rows: torch.Tensor, ids: torch.Tensor, add_to: bool = False) -> None:
+        """``out[rows] = decode(ids)`` (``+=`` with ``add_to``) for 1-D ``rows``/``ids``, distinct rows;
+        modules with a fused kernel write in place."""
+        (out.index_add_ if add_to else out.index_copy_)(0, rows, self.decode(ids))
 
     def method_spec(self) -> dict[str, Any]:
         """Constructor arguments beyond the shared ones (JSON-able)."""

@@ -60,9 +60,9 @@ class GgufEmbedding(CompressedEmbedding):
     def method_spec(self):
         return {"qtype": self.qtype}
 
-    def decode_into(self, out, rows, ids):
-        if kernels.gather_ggml(self.blocks, ids, self.qtype, out=out, rows=rows) is None:
-            super().decode_into(out, rows, ids)
+    def decode_into(self, out, rows, ids, add_to=False):
+        if kernels.gather_ggml(self.blocks, ids, self.qtype, out=out, rows=rows, add_to=add_to) is None:
+            super().decode_into(out, rows, ids, add_to)
 
     def decode(self, ids):
         fused = kernels.gather_ggml(self.blocks, ids, self.qtype)

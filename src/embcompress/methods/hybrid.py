@@ -50,7 +50,10 @@ class HybridEmbedding(CompressedEmbedding):
         return [f"low_rank.{n}" for n in self.low_rank.decoder_parameter_names()]
 
     def decode(self, ids):
-        return self.residual.decode(ids).add_(self.low_rank.decode(ids))
+        out = self.low_rank.decode(ids).contiguous()
+        flat = out.view(-1, self.embedding_dim)  # the residual is added in place, through this view
+        self.residual.decode_into(flat, torch.arange(len(flat), device=flat.device), ids.reshape(-1), add_to=True)
+        return out
 
 
 Module = HybridEmbedding

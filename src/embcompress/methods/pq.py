@@ -63,11 +63,11 @@ class ProductQuantizedEmbedding(CompressedEmbedding):
         table = self.codebooks.float().flatten(0, 1)
         return table, (table.square().sum(-1) if self.shape_gain else None)
 
-    def decode_into(self, out, rows, ids):
+    def decode_into(self, out, rows, ids, add_to=False):
         table, sq = self._tables()
         norms = self.norms if self.shape_gain else None
-        if kernels.gather_pq(self.codes, table, sq, norms, ids, out=out, rows=rows) is None:
-            super().decode_into(out, rows, ids)
+        if kernels.gather_pq(self.codes, table, sq, norms, ids, out=out, rows=rows, add_to=add_to) is None:
+            super().decode_into(out, rows, ids, add_to)
 
     def decode(self, ids):
         table, sq = self._tables()

@@ -79,10 +79,11 @@ class QuantizedEmbedding(CompressedEmbedding):
     def _offsets(self):
         return self.offsets if self.zero_point and self.bits > 1 else None
 
-    def decode_into(self, out, rows, ids):
+    def decode_into(self, out, rows, ids, add_to=False):
         if self.row_norms or kernels.gather_int(self.packed, self.scales, self._offsets(), ids, self.bits,
-                                                self.group_size, *self._code_values(), out=out, rows=rows) is None:
-            super().decode_into(out, rows, ids)
+                                                self.group_size, *self._code_values(), out=out, rows=rows,
+                                                add_to=add_to) is None:
+            super().decode_into(out, rows, ids, add_to)
 
     def decode(self, ids):
         # in place on one float buffer: allocation and passes over memory dominate lookups

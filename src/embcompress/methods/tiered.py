@@ -124,10 +124,8 @@ class TieredEmbedding(CompressedEmbedding):
             if isinstance(part, nn.Identity):  # a dropped row: zero, plus the rank part if any
                 if not self.rank:
                     out.index_fill_(0, where, 0.0)
-            elif self.rank:  # index_add_ writes each row once; masked += reads, adds and writes back
-                out.index_add_(0, where, part.decode(slot[where]))
-            else:
-                part.decode_into(out, where, slot[where])
+            else:  # each row written once, added to its rank part if any
+                part.decode_into(out, where, slot[where], add_to=bool(self.rank))
         return out.reshape(*ids.shape, self.embedding_dim)
 
 
