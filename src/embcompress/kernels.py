@@ -45,13 +45,14 @@ def _extension():
     return _loaded["ext"]
 
 
-def _usable(*tensors: torch.Tensor, out: torch.Tensor | None = None):
+def _usable(*tensors: torch.Tensor | None, out: torch.Tensor | None = None):
+    """The built extension when it can serve these tensors (None entries ignored), else None."""
+    tensors = [t for t in (*tensors, out) if t is not None]
     if not enabled() or any(t.device.type != "cpu" for t in tensors):
         return None
-    if out is not None and (out.dtype != torch.float32 or not out.is_contiguous() or out.device.type != "cpu"):
+    if out is not None and (out.dtype != torch.float32 or not out.is_contiguous()):
         return None
-    if torch.is_grad_enabled() and any(t.requires_grad for t in (*tensors, *([] if out is None else [out]))):
-        return None  # the kernels have no backward
+    if torch.is_grad_enabled() and any(t.requires_grad for t in tensors):  # the kernels have no backward
         return None
     return _extension()
 
@@ -71,8 +72,10 @@ def _run(kernel, ids, out, rows, add_to):
 def gather_int(packed, scales, offsets, ids, bits: int, group: int, mul: float, add: float, out=None, rows=None,
                add_to=False):
     """k-bit codes decoded as ``(code·mul + add)·scale (+ offset)`` per group; None: use torch ops."""
-    ext = _usable(packed, scales, ids, *([] if offsets is None else [offsets]), out=out)
-    if ext is None or (8 % bits == 0 and group % (8 // bits)):
+    if 8 % bits == 0 and group % (8 // bits):  # a group must hold whole bytes
+        return None
+    ext = _usable(packed, scales, offsets, ids, out=out)
+    if ext is None:
         return None
     offsets = _NONE.half() if offsets is None else offsets.contiguous()
     return _run(lambda i, o, r, a: ext.gather_int(packed.contiguous(), scales.contiguous(), offsets, i, bits, group,
@@ -81,8 +84,8 @@ def gather_int(packed, scales, offsets, ids, bits: int, group: int, mul: float, 
 
 def gather_ggml(blocks, ids, qtype: str, out=None, rows=None, add_to=False):
     """llama.cpp Q4_0 / Q8_0 blocks decoded; None: use torch ops."""
-    ext = _usable(blocks, ids, out=out)
-    if ext is None or qtype not in ("Q4_0", "Q8_0"):
+    ext = _usable(blocks, ids, out=out) if qtype in ("Q4_0", "Q8_0") else None
+    if ext is None:
         return None
     return _run(lambda i, o, r, a: ext.gather_ggml(blocks.contiguous(), i, qtype, o, r, a), ids, out, rows, add_to)
 
