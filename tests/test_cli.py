@@ -161,3 +161,13 @@ def test_report_gives_score_differences_in_points_and_perplexity_in_per_cent():
     assert _delta(0.0, 0.0, True) == "+0.00 pts"  # CoLA's Matthews can be 0: no division
     assert _delta(84.5, 86.72, True) == "-2.22 pts"
     assert _delta(25.0, 20.0, False) == "+25.0 %"
+
+
+def test_plot_clips_perplexity_only_when_some_points_lie_near_the_reference():
+    from embcompress.report import perplexity_ylim
+
+    assert perplexity_ylim(20.0, [21.0, 5000.0]) == (20.0 * 0.97, 100.0)  # the near point stays readable
+    assert perplexity_ylim(20.0, [21.0, 40.0]) is None  # nothing to clip
+    # every point catastrophic (rank-k on a causal LM): clipping would leave an empty plot
+    assert perplexity_ylim(17.39, [2242.0, 6319.0, 9223.0]) is None
+    assert perplexity_ylim(20.0, []) is None

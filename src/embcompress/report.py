@@ -58,6 +58,18 @@ def line_label(row: dict[str, Any]) -> str:
     return name if row["scope"] == "input" else f"{name} ({row['scope']} scope)"
 
 
+CLIP = 5
+
+
+def perplexity_ylim(reference: float, values: list[float]) -> tuple[float, float] | None:
+    """Clip the y axis near the uncompressed perplexity when some points lie there and others are
+    catastrophic (they then leave through the top); when none lie there, clipping would hide every
+    point, so the log axis shows them all."""
+    if not values or max(values) <= CLIP * reference or min(values) > CLIP * reference:
+        return None
+    return reference * 0.97, reference * CLIP
+
+
 def plot(rows: list[dict[str, Any]], out_png: str | Path) -> Path:
     import matplotlib
 
@@ -77,18 +89,18 @@ def plot(rows: list[dict[str, Any]], out_png: str | Path) -> Path:
                 ref = r
             else:
                 lines[line_label(r)].append((r[RATIO_KEY], r["value"]))
-        colours = plt.get_cmap("tab20").colors
+        # tab20 pairs similar hues (dark/light blue …): use it only when tab10 runs out
+        colours = plt.get_cmap("tab10" if len(lines) <= 10 else "tab20").colors
         for i, (label, points) in enumerate(sorted(lines.items())):
             xs, ys = zip(*sorted(points))
-            ax.plot(xs, ys, marker="os^D"[i // 20 % 4], color=colours[i % 20], label=label)
+            ax.plot(xs, ys, marker="os^D"[i // len(colours) % 4], color=colours[i % len(colours)], label=label)
         if ref is not None:
             ax.axhline(ref["value"], color="black", linestyle="--", linewidth=1, label=f"uncompressed ({ref['value']:.4g})")
             if not ref.get("higher_is_better", True):
-                # the interesting region is near the reference; catastrophic points leave through the top
-                top = max(y for pts in lines.values() for _, y in pts) if lines else ref["value"]
-                if top > 5 * ref["value"]:
-                    ax.set_ylim(ref["value"] * 0.97, ref["value"] * 5)
-                    ax.set_title(f"{model} · {ev} (clipped at 5× uncompressed)")
+                ylim = perplexity_ylim(ref["value"], [y for pts in lines.values() for _, y in pts])
+                if ylim:
+                    ax.set_ylim(*ylim)
+                    ax.set_title(f"{model} · {ev} (clipped at {CLIP}× uncompressed)")
         ax.set_xscale("log")
         # plain "2×, 5×, 10×" tick labels: ratios are read, not exponents
         ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{x:g}×"))
@@ -96,7 +108,9 @@ def plot(rows: list[dict[str, Any]], out_png: str | Path) -> Path:
         if any(not r.get("higher_is_better", True) for r in rows if r["eval"] == ev):
             ax.set_yscale("log")  # perplexities span orders of magnitude
             ax.yaxis.set_major_formatter(FuncFormatter(lambda y, _: f"{y:g}"))
-            ax.yaxis.set_minor_formatter(FuncFormatter(lambda y, _: f"{y:g}"))
+            low, high = ax.get_ylim()
+            if high / low < 10:  # within a decade the minor ticks are the only labels; across decades they collide
+                ax.yaxis.set_minor_formatter(FuncFormatter(lambda y, _: f"{y:g}"))
         ax.set_xlabel("embedding compression (bytes vs fp16)")
         ax.set_ylabel(ev)
         if not ax.get_title():
