@@ -59,26 +59,26 @@ class ProductQuantizedEmbedding(CompressedEmbedding):
 
     def _tables(self):
         """(S·256, sub_dim) centroids; with shape-gain also each centroid's squared norm, from which a
-        decoded row's norm is summed (one small gather, no pass over the output)."""
+        decoded row's norm is summed (one small gather, no pass over the output), and the stored norms."""
         table = self.codebooks.float().flatten(0, 1)
-        return table, (table.square().sum(-1) if self.shape_gain else None)
+        if not self.shape_gain:
+            return table, None, None
+        return table, table.square().sum(-1), self.norms
 
     def decode_into(self, out, rows, ids, add_to=False):
-        table, sq = self._tables()
-        norms = self.norms if self.shape_gain else None
-        if kernels.gather_pq(self.codes, table, sq, norms, ids, out=out, rows=rows, add_to=add_to) is None:
+        if kernels.gather_pq(self.codes, *self._tables(), ids, out=out, rows=rows, add_to=add_to) is None:
             super().decode_into(out, rows, ids, add_to)
 
     def decode(self, ids):
-        table, sq = self._tables()
-        fused = kernels.gather_pq(self.codes, table, sq, self.norms if self.shape_gain else None, ids)
+        table, sq, norms = self._tables()
+        fused = kernels.gather_pq(self.codes, table, sq, norms, ids)
         if fused is not None:
             return fused
         offsets = self._table_offsets(self.codes[ids])  # (..., S)
         out = F.embedding(offsets, table).flatten(-2)  # (..., d)
         if self.shape_gain:
             recon_norm = F.embedding_bag(offsets.reshape(-1, offsets.shape[-1]), sq.unsqueeze(-1), mode="sum").sqrt_()
-            factor = self.norms[ids].float().reshape(-1, 1) / recon_norm.clamp_min_(1e-12)
+            factor = norms[ids].float().reshape(-1, 1) / recon_norm.clamp_min_(1e-12)
             out.mul_(factor.reshape(*ids.shape, 1))
         return out
 
@@ -92,7 +92,7 @@ class ProductQuantizedEmbedding(CompressedEmbedding):
         # embedding_bag sums, for every row, the S table entries its codes pick: (V, N)
         out = F.embedding_bag(offsets, lut.reshape(subspaces * CENTROIDS, -1), mode="sum")
         if self.shape_gain:  # the decoded row is normalised, then scaled to its stored norm
-            sq = (self.codebooks.float() ** 2).sum(-1).reshape(-1)  # |centroid|² per table entry
+            _, sq, _ = self._tables()  # |centroid|² per table entry
             recon_norm = F.embedding_bag(offsets, sq.unsqueeze(-1), mode="sum").squeeze(-1).sqrt()
             out = out * (self.norms.float() / recon_norm.clamp_min(1e-12)).unsqueeze(-1)
         out = out.T.reshape(*hidden.shape[:-1], self.num_embeddings)
