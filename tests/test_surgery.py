@@ -126,10 +126,15 @@ def test_existing_output_folder_refused_unless_overwrite(tiny_model, tmp_path):
     (out / "keep.txt").write_text("mine")
     with pytest.raises(EmbcompressError, match="--overwrite"):
         save_compressed(model, out)
+    # --overwrite replaces only a previous embcompress output, never a user's folder
+    with pytest.raises(EmbcompressError, match="only replaces embcompress outputs"):
+        save_compressed(model, out, overwrite=True)
     assert (out / "keep.txt").read_text() == "mine"
-    save_compressed(model, out, overwrite=True)
-    assert (out / "embcompress.json").exists() and not (out / "keep.txt").exists()
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["c"]  # no temporary folders left
+    save_compressed(model, tmp_path / "d")
+    (tmp_path / "d" / "stale.txt").write_text("old output")
+    save_compressed(model, tmp_path / "d", overwrite=True)
+    assert (tmp_path / "d" / "embcompress.json").exists() and not (tmp_path / "d" / "stale.txt").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c", "d"]  # no temporary folders left
 
 
 def test_failed_save_leaves_nothing(tiny_model, tmp_path, monkeypatch):
@@ -140,7 +145,7 @@ def test_failed_save_leaves_nothing(tiny_model, tmp_path, monkeypatch):
         raise OSError("disk full")
 
     monkeypatch.setattr("safetensors.torch.save_file", boom)
-    with pytest.raises(OSError):
+    with pytest.raises(EmbcompressError, match="disk full|cannot finish"):
         save_compressed(model, tmp_path / "c")
     assert list(tmp_path.iterdir()) == []
 

@@ -8,14 +8,8 @@
 
 from .errors import EmbcompressError
 from .methods import METHODS, PRESETS, CompressedEmbedding, compress, make_config, method_names
-from .surgery import (
-    CompressedHead,
-    compress_model,
-    find_input_embedding,
-    load_compressed,
-    save_compressed,
-    size_report,
-)
+from .serialization import load_compressed, save_compressed
+from .surgery import CompressedHead, compress_model, find_input_embedding, size_report
 
 __version__ = "0.1.0"
 

@@ -84,7 +84,8 @@ def compress(model, method, ratio, rank, opts, scope, task, out, overwrite, cali
     """Compress MODEL's input embedding and save it to --out."""
     from .methods import make_config
     from .models import load_model
-    from .surgery import compress_model, save_compressed
+    from .serialization import save_compressed
+    from .surgery import compress_model
 
     if Path(out).exists() and not overwrite:
         raise EmbcompressError(f"{out} already exists; choose another --out or pass --overwrite")
@@ -120,7 +121,7 @@ def _print_sizes(info):
 @click.argument("folder", type=click.Path())
 def info(folder):
     """What a compressed FOLDER holds: method, scope, parameters and bytes before/after."""
-    from .surgery import read_meta
+    from .serialization import read_meta
 
     meta = read_meta(folder)
     _print_sizes(meta)

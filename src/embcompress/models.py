@@ -9,9 +9,8 @@ model is converted once into a cached safetensors folder (``$EMBCOMPRESS_CACHE``
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -53,7 +52,7 @@ BUILTINS = {
                      "encoder", "all-MiniLM-L6-v2 sentence encoder (BERT, 30522 WordPiece vocab)", subdir="model"),
     )
 }
-DEFAULT_MODEL = "smollm2-135m"
+CACHE_MARKER = "embcompress-cache.json"  # what marks a cache folder as ours to replace
 
 
 def cache_dir() -> Path:
@@ -95,29 +94,23 @@ def _convert_gguf(gguf: Path, target: Path, task: str) -> None:
     import transformers
     from safetensors.torch import save_file
 
-    from .surgery import _dedupe
+    from .serialization import atomic_folder, dedupe_shared
 
     auto = getattr(transformers, TASKS[task])
     model = auto.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32)
     tokenizer = transformers.AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
-    try:
+    with atomic_folder(target, overwrite=True, owned=lambda p: (p / CACHE_MARKER).is_file(),
+                       what="a converted-model cache folder") as tmp:
         model.config.save_pretrained(tmp)
-        state, _ = _dedupe(model.state_dict())  # a tied head is re-tied from the config on load
+        state, _ = dedupe_shared(model.state_dict())  # a tied head is re-tied from the config on load
         save_file(state, str(tmp / "model.safetensors"), metadata={"format": "pt"})
         tokenizer.save_pretrained(tmp)
-        if target.exists():
-            shutil.rmtree(target)
-        tmp.rename(target)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+        (tmp / CACHE_MARKER).write_text(json.dumps({"converted_from": str(gguf)}))
 
 
 def resolve(name_or_path: str) -> str:
     """Built-in name → its folder; an existing folder or a hub id passes through."""
-    from .surgery import is_compressed_dir
+    from .serialization import is_compressed_dir
 
     if name_or_path in BUILTINS:
         return str(builtin_folder(name_or_path))
@@ -157,7 +150,7 @@ def load_any(name_or_path: str, task: str | None = None, device=None):
     """A model or a compressed folder → (model, tokenizer)."""
     import transformers
 
-    from .surgery import is_compressed_dir, load_compressed
+    from .serialization import is_compressed_dir, load_compressed
 
     if Path(name_or_path).is_dir() and is_compressed_dir(name_or_path):
         model = load_compressed(name_or_path, device=device if device is not None else default_device())
