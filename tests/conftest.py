@@ -3,11 +3,11 @@ import torch
 import transformers as tf
 
 
-def _tiny(kind: str, tied: bool = True):
+def _tiny(kind: str, tied: bool = True, vocab: int = 97):
     torch.manual_seed(0)
-    common = dict(vocab_size=97, hidden_size=32, num_hidden_layers=2, num_attention_heads=4)
+    common = dict(vocab_size=vocab, hidden_size=32, num_hidden_layers=2, num_attention_heads=4)
     if kind == "gpt2":
-        cfg = tf.GPT2Config(vocab_size=97, n_embd=32, n_layer=2, n_head=4, n_positions=64, tie_word_embeddings=tied,
+        cfg = tf.GPT2Config(vocab_size=vocab, n_embd=32, n_layer=2, n_head=4, n_positions=64, tie_word_embeddings=tied,
                              bos_token_id=1, eos_token_id=2)
         return tf.GPT2LMHeadModel(cfg)
     if kind == "llama":
@@ -36,8 +36,8 @@ def bert_encoder(vocab: list[str]):
 
 @pytest.fixture
 def tiny_model():
-    def make(kind: str, tied: bool = True):
-        return _tiny(kind, tied).eval()
+    def make(kind: str, tied: bool = True, vocab: int = 97):
+        return _tiny(kind, tied, vocab).eval()
 
     return make
 

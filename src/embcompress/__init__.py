@@ -8,6 +8,7 @@
 
 from .errors import EmbcompressError
 from .methods import METHODS, PRESETS, CompressedEmbedding, compress, make_config, method_names
+from . import hf_quantizer  # registers quant_method "embcompress" with transformers' from_pretrained
 from .serialization import load_compressed, save_compressed
 from .surgery import CompressedHead, compress_model, find_input_embedding, size_report
 

@@ -299,12 +299,16 @@ def empty_module(method: str, spec: dict[str, Any], where: str = META_FILE) -> n
     from .methods import module_class
 
     check_module_spec(method, spec, where)
-    try:
+    default = torch.get_default_dtype()
+    try:  # fp32 parts stay fp32 even while transformers builds a model in the dtype a user asked for
+        torch.set_default_dtype(torch.float32)
         with torch.device("meta"):
             emb = module_class(method)(**spec)
     except (TypeError, ValueError, KeyError, IndexError, RuntimeError) as e:
         raise EmbcompressError(f"{where} spec does not build a {method} module ({type(e).__name__}); "
                                "compress the model again") from None
+    finally:
+        torch.set_default_dtype(default)
     emb.requires_grad_(False)
     return emb
 
@@ -401,6 +405,9 @@ def write_folder(model: nn.Module, tmp: Path, tokenizer, info: dict[str, Any], e
     model.config.save_pretrained(tmp)
     config = json.loads((tmp / CONFIG_FILE).read_text())
     config["quantization_config"] = quantization_config(info)
+    # as transformers' save_pretrained does: without it, dtype "auto" would follow the first float tensor
+    # of the file, which can be an fp16 factor of the compressed embedding
+    config["dtype"] = str(getattr(model, "dtype", torch.float32)).removeprefix("torch.")
     (tmp / CONFIG_FILE).write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
     state, aliases = dedupe_shared(model.state_dict())
     state[sentinel_name(model)] = SENTINEL
@@ -482,7 +489,7 @@ def build_empty(path: Path, meta: dict[str, Any], entries: dict[str, dict[str, A
     tensors the file holds are checked against its state dict before any is read."""
     from accelerate import init_empty_weights
 
-    from .surgery import CompressedHead
+    from .surgery import CompressedHead, put_input_embedding
 
     config = load_config(path)
     check_config_against_weights(config, entries, meta["spec"], str(path / CONFIG_FILE))
@@ -497,7 +504,7 @@ def build_empty(path: Path, meta: dict[str, Any], entries: dict[str, dict[str, A
         raise EmbcompressError(f"{path / CONFIG_FILE} does not build {meta['model_class']} "
                                f"({type(e).__name__}); compress the model again") from None
     emb = empty_module(meta["method"], meta["spec"])
-    model.set_input_embeddings(emb)
+    put_input_embedding(model, emb)
     if meta["scope"] == "tied":
         with torch.device("meta"):
             bias = torch.empty(emb.num_embeddings) if meta["head_bias"] else None

@@ -81,6 +81,31 @@ def _set_untied(model: nn.Module) -> None:
         cfg.tie_word_embeddings = False
 
 
+def put_input_embedding(model: nn.Module, emb: nn.Module) -> None:
+    """``set_input_embeddings``, then move the module last among its siblings: transformers takes a
+    model's dtype from its *first* floating parameter (and writes it to config.json on save), which
+    must stay the dense weights' dtype, not an fp16 factor of the compressed embedding."""
+    model.set_input_embeddings(emb)
+    for module in model.modules():
+        for name, child in list(module._modules.items()):
+            if child is emb:
+                del module._modules[name]
+                module._modules[name] = emb
+                return
+
+
+def tied_head_bias(model: nn.Module) -> tuple[str, str] | None:
+    """(head bias name, the parameter it is tied to), e.g. BERT's decoder bias and ``cls.predictions.bias``:
+    transformers ties these only while the config ties the embeddings, which a compressed model does not."""
+    head = _output_head(model)
+    tied = getattr(type(model), "_tied_weights_keys", None)
+    if head is None or not isinstance(tied, dict):
+        return None
+    name = next((n for n, m in model.named_modules() if m is head), None)
+    source = tied.get(f"{name}.bias")
+    return (f"{name}.bias", source) if isinstance(source, str) else None
+
+
 # -- sizes --------------------------------------------------------------------------------------
 
 def _unique_tensors(model: nn.Module):
@@ -135,7 +160,7 @@ def compress_model(model: nn.Module, config, scope: str = "input", row_weights: 
     compressed.requires_grad_(False)
 
     _set_untied(model)
-    model.set_input_embeddings(compressed)
+    put_input_embedding(model, compressed)
     if scope == "tied":
         bias = getattr(head, "bias", None)
         model.set_output_embeddings(CompressedHead(compressed, None if bias is None else bias.detach()))
@@ -152,4 +177,7 @@ def compress_model(model: nn.Module, config, scope: str = "input", row_weights: 
     }
     info["after"] = size_report(model)
     model.embcompress_info = info
+    from .hf_quantizer import attach
+
+    attach(model, info)  # so that transformers' own save_pretrained writes a folder from_pretrained loads right
     return info

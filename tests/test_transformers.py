@@ -1,0 +1,116 @@
+"""Compressed folders load with plain transformers (after ``import embcompress``) exactly as with
+``load_compressed``, and never load wrong without it."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+import transformers as tf
+
+import embcompress  # noqa: F401  (registers the quantizer)
+from embcompress import compress_model, load_compressed, make_config, save_compressed
+
+VOCAB = 4096  # PQ, mixed and tiered-pq pay 256-centroid codebooks: they need a few thousand rows
+# one case per method family: (method, options)
+METHOD_CASES = {
+    "svd": dict(rank=8),
+    "autoencoder-fast": dict(rank=8, epochs=1, progress=False),
+    "int": dict(bits=4, group_size=16),
+    "gguf": dict(qtype="Q8_0"),
+    "pq": dict(sub_dim=4, iterations=2),
+    "tiered-pq": dict(ratio=4, tiers="8:32,4:32,3:32,pq4,pq8,0"),  # the preset less 3:64 (rows of 32)
+    "mixed": dict(ratio=3),
+    "hybrid": dict(rank=4, bits=2),
+}
+AUTO = {"gpt2": tf.AutoModelForCausalLM, "llama": tf.AutoModelForCausalLM, "gemma3": tf.AutoModelForCausalLM,
+        "bert": tf.AutoModelForMaskedLM}
+
+
+def _logits(model, ids):
+    with torch.no_grad():
+        return model(input_ids=ids).logits
+
+
+@pytest.mark.parametrize("arch", sorted(AUTO))
+@pytest.mark.parametrize("method", sorted(METHOD_CASES))
+@pytest.mark.parametrize("scope", ["input", "tied"])
+def test_from_pretrained_equals_load_compressed(tiny_model, tmp_path, arch, method, scope):
+    model = tiny_model(arch, vocab=VOCAB)
+    compress_model(model, make_config(method, **METHOD_CASES[method]), scope=scope)
+    ids = torch.randint(3, VOCAB, (2, 9), generator=torch.Generator().manual_seed(1))
+    expected = _logits(model, ids)
+    out = save_compressed(model, tmp_path / "c")
+    config = json.loads((out / "config.json").read_text())["quantization_config"]
+    assert config["quant_method"] == "embcompress" and config["scope"] == scope
+
+    loaded = AUTO[arch].from_pretrained(out)
+    assert type(loaded.get_input_embeddings()) is type(model.get_input_embeddings())
+    # never a dense V×d tensor in the input embedding (int4 codes are V×d/2 bytes)
+    assert all(t.numel() * t.element_size() < VOCAB * 32 * 4 for t in loaded.get_input_embeddings().state_dict().values())
+    assert torch.equal(_logits(loaded, ids), expected)
+    assert torch.equal(_logits(load_compressed(out), ids), expected)
+    # a loaded model's own save_pretrained writes a folder that loads back identically
+    loaded.save_pretrained(tmp_path / "again")
+    assert torch.equal(_logits(AUTO[arch].from_pretrained(tmp_path / "again"), ids), expected)
+
+
+def test_auto_model_and_requested_dtype(tiny_model, tmp_path):
+    model = tiny_model("llama", vocab=VOCAB)
+    compress_model(model, make_config("int", bits=4, group_size=16), scope="tied")
+    out = save_compressed(model, tmp_path / "c")
+    base = tf.AutoModel.from_pretrained(out)  # the bare decoder, no head
+    assert type(base.get_input_embeddings()).__name__ == "QuantizedEmbedding"
+    half = tf.AutoModelForCausalLM.from_pretrained(out, dtype=torch.bfloat16)
+    emb = half.get_input_embeddings()
+    assert half.model.layers[0].mlp.up_proj.weight.dtype == torch.bfloat16
+    assert emb.packed.dtype == torch.uint8 and emb.scales.dtype == torch.float16  # stored codes are kept exact
+
+
+def test_compressed_model_saved_with_transformers_save_pretrained_loads_right(tiny_model, tmp_path):
+    model = tiny_model("gemma3", vocab=VOCAB)
+    compress_model(model, make_config("svd", rank=4), scope="tied")
+    ids = torch.randint(3, VOCAB, (1, 6))
+    model.save_pretrained(tmp_path / "hf")  # transformers' own verb, no embcompress.json
+    assert torch.equal(_logits(tf.AutoModelForCausalLM.from_pretrained(tmp_path / "hf"), ids), _logits(model, ids))
+
+
+def test_plain_transformers_refuses_without_the_import(tiny_model, tmp_path):
+    model = tiny_model("llama", vocab=VOCAB)
+    compress_model(model, make_config("svd", rank=4))
+    out = save_compressed(model, tmp_path / "c")
+    code = (f"import transformers\ntransformers.AutoModelForCausalLM.from_pretrained({str(out)!r})\n"
+            "print('LOADED')")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert run.returncode != 0 and "LOADED" not in run.stdout
+    assert "embcompress" in run.stderr  # transformers names the unknown quant_method
+    assert "size mismatch" in run.stderr.lower() or "ignore_mismatched_sizes" in run.stderr
+
+
+def test_pipeline_generation_equals_load_compressed(tiny_lm_dir, tmp_path):
+    from embcompress.models import load_model
+
+    model, tok = load_model(str(tiny_lm_dir), device="cpu")
+    compress_model(model, make_config("tiered-pq", ratio=4, tiers="4:32,2:32,0"), scope="tied")
+    out = save_compressed(model, tmp_path / "c", tokenizer=tok)
+    pipe = tf.pipeline("text-generation", model=str(out), device="cpu")
+    text = pipe("hello world", max_new_tokens=12, do_sample=False, return_full_text=False)[0]["generated_text"]
+    ref = load_compressed(out)
+    ids = tok("hello world", return_tensors="pt").input_ids
+    gen = ref.generate(ids, max_new_tokens=12, do_sample=False)
+    assert text == tok.decode(gen[0, ids.shape[1]:], skip_special_tokens=True)
+    assert len(gen[0]) > ids.shape[1]
+
+
+def test_tampered_quantization_config_is_refused(tiny_model, tmp_path):
+    model = tiny_model("llama", vocab=VOCAB)
+    compress_model(model, make_config("svd", rank=4))
+    out = save_compressed(model, tmp_path / "c")
+    config = json.loads((out / "config.json").read_text())
+    config["quantization_config"]["scope"] = "evil"
+    (out / "config.json").write_text(json.dumps(config))
+    with pytest.raises(embcompress.EmbcompressError, match="scope 'evil'"):
+        tf.AutoModelForCausalLM.from_pretrained(out)
+    with pytest.raises(embcompress.EmbcompressError, match="checksum"):
+        load_compressed(out)
