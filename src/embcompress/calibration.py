@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import hashlib
+import unicodedata
 from pathlib import Path
 
 import torch
@@ -23,21 +23,58 @@ def check_disjoint(source: str | None, evals) -> None:
                                "calibrate on another text (a file of your own)")
 
 
-def calibration_text(source: str, explicit_data_dir: str | None = None) -> str:
-    """``squad-contexts`` or a path to a text file; refused when it is an evaluation text."""
-    if source == "squad-contexts":
-        return "\n".join(p["context"] for a in squad_dev_articles(explicit_data_dir) for p in a["paragraphs"])
-    path = Path(source)
-    if not path.is_file():
-        raise EmbcompressError(f"calibration text {source} not found; give a text file or one of: {', '.join(NAMED)}")
-    text = path.read_text(encoding="utf-8")
-    digest = hashlib.sha256(text.encode()).digest()
+NGRAM = 8  # words; an 8-word run shared by two unrelated texts is rare
+MAX_SHARED = 0.2  # refuse a calibration text more than this share of whose n-grams are in an evaluation text
+
+
+def _words(text: str) -> list[str]:
+    """Normalised words: Unicode NFKC, no BOM, case and whitespace ignored."""
+    return unicodedata.normalize("NFKC", text.replace("\ufeff", "")).lower().split()
+
+
+def _ngrams(words: list[str]) -> set[int]:
+    return {hash(tuple(words[i:i + NGRAM])) for i in range(len(words) - NGRAM + 1)}
+
+
+def shared_share(calibration: str, evaluation: str) -> float:
+    """The share of the calibration text's word n-grams that also occur in the evaluation text."""
+    calib = _ngrams(_words(calibration))
+    return len(calib & _ngrams(_words(evaluation))) / len(calib) if calib else 0.0
+
+
+def check_not_evaluation_text(text: str, source: str, explicit_data_dir: str | None = None) -> None:
+    """Compare by content, not by bytes: a copy with one more space, a BOM or only a prefix is still
+    the evaluation text."""
     base = data_dir(explicit_data_dir)
     for rel in EVAL_FILES:
         ev = base / rel if base else None
-        if ev is not None and ev.is_file() and (ev.samefile(path) or hashlib.sha256(ev.read_bytes()).digest() == digest):
-            raise EmbcompressError(f"calibration text {source} is the evaluation text {rel}; tune on other text "
-                                   "(e.g. --calibration squad-contexts)")
+        if ev is None or not ev.is_file():
+            continue
+        share = shared_share(text, ev.read_text(encoding="utf-8", errors="replace"))
+        if share > MAX_SHARED:
+            raise EmbcompressError(f"calibration text {source} is the evaluation text {rel} or repeats it ({share:.0%} of its "
+                                   f"{NGRAM}-word runs occur there); tune on other text (e.g. --calibration squad-contexts)")
+
+
+def calibration_text(source: str, explicit_data_dir: str | None = None) -> str:
+    """``squad-contexts`` or a path to a text file; refused when it is (largely) an evaluation text."""
+    if source == "squad-contexts":
+        text = "\n".join(p["context"] for a in squad_dev_articles(explicit_data_dir) for p in a["paragraphs"])
+    else:
+        path = Path(source)
+        if not path.is_file():
+            raise EmbcompressError(f"calibration text {source} not found; give a text file or one of: {', '.join(NAMED)}")
+        try:
+            text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError:
+            raise EmbcompressError(f"calibration text {source} is not UTF-8 text; give a plain text file") from None
+        except OSError as e:
+            raise EmbcompressError(f"calibration text {source} cannot be read ({e.strerror}); give a readable file") from None
+        if "\x00" in text:
+            raise EmbcompressError(f"calibration text {source} holds NUL bytes (a binary file?); give a plain text file")
+        if len(_words(text)) < NGRAM:
+            raise EmbcompressError(f"calibration text {source} is empty or too short to count tokens; give real text")
+    check_not_evaluation_text(text, source, explicit_data_dir)
     return text
 
 

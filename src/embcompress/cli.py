@@ -119,14 +119,20 @@ def _print_sizes(info):
 
 @cli.command()
 @click.argument("folder", type=click.Path())
-def info(folder):
-    """What a compressed FOLDER holds: method, scope, parameters and bytes before/after."""
-    from .serialization import read_meta
+@click.option("--no-verify", is_flag=True, help="Skip checking every file against its recorded sha256.")
+def info(folder, no_verify):
+    """What a compressed FOLDER holds: method, scope, parameters and bytes before/after; checks its files."""
+    from .serialization import read_meta, verify_files
 
     meta = read_meta(folder)
     _print_sizes(meta)
     click.echo(f"source model: {meta.get('source_model', '?')}  class: {meta['model_class']}")
-    click.echo("config: " + json.dumps(meta["config"]))
+    click.echo("config: " + json.dumps(meta.get("config", {})))
+    if no_verify:
+        click.echo("checksums: not verified (--no-verify)")
+    else:
+        checked = verify_files(Path(folder), meta)
+        click.echo(f"checksums: all {len(checked)} files match ({', '.join(checked)})")
 
 
 @cli.group("eval")
@@ -139,6 +145,9 @@ def _settings(data_dir, max_tokens, window, stride):
 
     if max_tokens is not None and max_tokens < 2:
         raise EmbcompressError(f"--max-tokens must be at least 2 (got {max_tokens})")
+    if window is not None and window < 2 or stride is not None and stride < 1:  # 0 never means "default"
+        raise EmbcompressError(f"--window must be at least 2 and --stride at least 1 (got window {window}, "
+                               f"stride {stride}); leave them out for the defaults")
     return EvalSettings(data_dir=data_dir, max_tokens=max_tokens, window=window, stride=stride)
 
 

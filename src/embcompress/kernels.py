@@ -29,14 +29,72 @@ def enabled() -> bool:
     return os.environ.get("EMBCOMPRESS_KERNELS", "1") != "0"
 
 
+_NAME = "embcompress_kernels"
+# -fopenmp: at::parallel_for is inline OpenMP, so without it the kernels run on one thread
+_CFLAGS = ["-O3", "-ffp-contract=off", "-fopenmp"]
+
+
+def _build_root() -> Path:
+    from torch.utils.cpp_extension import _get_build_directory
+
+    return Path(_get_build_directory(_NAME, False)).parent
+
+
+def _import(library: Path):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(_NAME, library)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _build() -> object:
+    """Build in a folder of this process's own, then rename it into place.
+
+    ``cpp_extension.load`` guards a shared build folder with a lock file that a killed builder never
+    removes, after which every later run waits forever. Here no run ever waits on another: a finished
+    build is a folder named by the hash of the source and flags; a dead builder's temp folder is removed.
+    """
+    import hashlib
+    import shutil
+
+    from torch.utils.cpp_extension import load
+
+    from .serialization import _pid_alive
+
+    key = hashlib.sha256(_SOURCE.read_bytes() + " ".join(_CFLAGS + [torch.__version__]).encode()).hexdigest()[:16]
+    root = _build_root()
+    final = root / f"{_NAME}-{key}"
+    library = final / f"{_NAME}.so"
+    if library.is_file():
+        return _import(library)
+    root.mkdir(parents=True, exist_ok=True)
+    for stale in root.glob(f".{_NAME}-*.tmp-*"):
+        if not _pid_alive(stale.name.rpartition(".tmp-")[2]):
+            shutil.rmtree(stale, ignore_errors=True)
+    tmp = root / f".{_NAME}-{key}.tmp-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    try:
+        warnings.warn("embcompress: compiling the fused CPU lookups once (about 40 s; cached in "
+                      f"{root})", stacklevel=4)
+        module = load(_NAME, [str(_SOURCE)], build_directory=str(tmp), verbose=False, extra_cflags=_CFLAGS,
+                      extra_ldflags=["-fopenmp"])
+        try:
+            tmp.rename(final)
+        except OSError:  # another process finished first; ours is loaded already
+            shutil.rmtree(tmp, ignore_errors=True)
+        return module
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
 def _extension():
     if "ext" not in _loaded:
         try:
-            from torch.utils.cpp_extension import load
-
-            # -fopenmp: at::parallel_for is inline OpenMP, so without it the kernels run on one thread
-            _loaded["ext"] = load("embcompress_kernels", [str(_SOURCE)], verbose=False,
-                                  extra_cflags=["-O3", "-ffp-contract=off", "-fopenmp"], extra_ldflags=["-fopenmp"])
+            _loaded["ext"] = _build()
         except Exception as exc:  # no compiler or ninja: lookups stay correct, only slower
             warnings.warn(f"embcompress: fused CPU lookups unavailable, using torch ops ({type(exc).__name__}: "
                           f"{str(exc).splitlines()[0] if str(exc) else ''}); set EMBCOMPRESS_KERNELS=0 to skip the build",

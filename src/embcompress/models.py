@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -86,6 +87,8 @@ def builtin_folder(name: str) -> Path:
     target = cache_dir() / "models" / name
     if (target / "model.safetensors").is_file():
         return target
+    print(f"{name}: converting its GGUF weights once into {target} (about 1-2 minutes; later loads take seconds)",
+          file=sys.stderr, flush=True)
     _convert_gguf(_gguf_path(spec), target, spec.task)
     return target
 
@@ -122,23 +125,53 @@ def resolve(name_or_path: str) -> str:
     if "/" not in name_or_path:
         raise EmbcompressError(f"unknown model {name_or_path!r}; built-in names: {', '.join(BUILTINS)} "
                                "(or give a transformers model id or folder)")
+    looks_local = (path.is_absolute() or name_or_path.startswith(("./", "../", "~")) or name_or_path.count("/") > 1
+                   or path.parent.exists())
+    if looks_local:
+        raise EmbcompressError(f"{name_or_path} does not exist; give an existing model folder, a built-in name "
+                               f"({', '.join(BUILTINS)}) or a hub id like org/model")
     return name_or_path
+
+
+# the class name's ending says which head a folder's weights are for
+_ARCHITECTURE_TASKS = (("ForCausalLM", "causal-lm"), ("LMHeadModel", "causal-lm"), ("ForMaskedLM", "masked-lm"),
+                       ("ForPreTraining", "masked-lm"), ("ForSequenceClassification", "sequence-classification"),
+                       ("ForQuestionAnswering", "question-answering"), ("Model", "encoder"))
+
+
+def infer_task(source: str) -> str:
+    """The head a local folder was saved with (``architectures`` in its config); refuse to guess."""
+    import transformers
+
+    if not Path(source).is_dir():
+        return "causal-lm"  # a hub id: the tool's main use
+    try:
+        config = transformers.AutoConfig.from_pretrained(source)
+    except (OSError, ValueError) as e:
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+        raise EmbcompressError(f"cannot read the config of {source} ({first}); give a transformers model folder") from None
+    for arch in getattr(config, "architectures", None) or []:
+        for ending, task in _ARCHITECTURE_TASKS:
+            if arch.endswith(ending):
+                return task
+    raise EmbcompressError(f"{source} does not say which head it has (no architectures in config.json); "
+                           f"pass --task ({', '.join(TASKS)})")
 
 
 def load_model(name_or_path: str, task: str | None = None, device: str | torch.device | None = None, **kwargs):
     """(model, tokenizer) in fp32, in eval mode, on ``device`` (default: a GPU when there is one)."""
     import transformers
 
-    if task is None:
-        task = BUILTINS[name_or_path].task if name_or_path in BUILTINS else "causal-lm"
-    if task not in TASKS:
+    if task is not None and task not in TASKS:
         raise EmbcompressError(f"unknown task {task!r}; use one of {', '.join(TASKS)}")
     source = resolve(name_or_path)
+    if task is None:
+        task = BUILTINS[name_or_path].task if name_or_path in BUILTINS else infer_task(source)
     auto = getattr(transformers, TASKS[task])
     try:
-        model = auto.from_pretrained(source, dtype=torch.float32, **kwargs)
-        tokenizer = transformers.AutoTokenizer.from_pretrained(source)
-    except (OSError, ValueError) as e:
+        model = auto.from_pretrained(source, dtype=torch.float32, trust_remote_code=False, **kwargs)
+        tokenizer = transformers.AutoTokenizer.from_pretrained(source, trust_remote_code=False)
+    except (OSError, ValueError, KeyError, ImportError, RuntimeError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise EmbcompressError(f"cannot load {name_or_path!r} as {task} ({first[:200]}); "
                                f"built-in names: {', '.join(BUILTINS)}") from None

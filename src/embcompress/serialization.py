@@ -39,6 +39,7 @@ SCOPES = ("input", "tied")
 MAX_HEADER_BYTES = 100 << 20
 MAX_POSITIONS = 1 << 21  # models precompute per-position buffers at init; no real model here needs more
 MAX_SPEC_ITEMS = 256
+SIZE_KEYS = ("model_parameters", "model_bytes", "embedding_parameters", "embedding_bytes")
 
 
 # -- small file helpers -------------------------------------------------------------------------
@@ -339,6 +340,12 @@ def check_meta(meta: Any, where: str) -> dict[str, Any]:
         raise EmbcompressError(f"{where} has invalid aliases; compress the model again")
     if not isinstance(meta.get("head_bias", False), bool):
         raise EmbcompressError(f"{where} has invalid head_bias; compress the model again")
+    for part in ("before", "after"):
+        sizes = meta.get(part)
+        if not (isinstance(sizes, dict) and all(type(sizes.get(k)) is int and sizes[k] > 0 for k in SIZE_KEYS)):
+            raise EmbcompressError(f"{where} has no valid '{part}' sizes; compress the model again")
+    if not isinstance(meta.get("config", {}), dict):
+        raise EmbcompressError(f"{where} has an invalid config; compress the model again")
     return meta
 
 

@@ -7,7 +7,9 @@ Lines are written whole and flushed, so the file is valid JSONL at any moment; a
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import fcntl
 import json
 import os
 import platform
@@ -120,17 +122,44 @@ def plan(models, methods: list[MethodSpec], ratios, evals) -> Iterator[tuple[str
                     yield model, method, ratio, ev
 
 
+@contextlib.contextmanager
+def results_lock(out: str | Path):
+    """One writer per results file: a second sweep on the same JSONL would run every cell again."""
+    lock_path = Path(str(out) + ".lock")
+    try:
+        lock_path.parent.mkdir(parents=True, exist_ok=True)
+        handle = lock_path.open("a")
+    except OSError as e:
+        raise EmbcompressError(f"cannot write next to {out} ({e.strerror}); choose a writable --out") from None
+    with handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise EmbcompressError(f"another sweep is writing {out}; wait for it to finish or use another --out") from None
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 def run_sweep(models: list[str], methods: list[MethodSpec], ratios: list[float], evals: list[str], out: str | Path,
               scope: str = "input", settings: EvalSettings | None = None, log=print,
               calibration: str | None = None) -> list[dict[str, Any]]:
     """``calibration`` (a text, never the evaluation text) gives token counts to methods that use them."""
-    from .calibration import calibration_text, check_disjoint, token_counts
+    from .calibration import calibration_text, check_disjoint
 
     check_disjoint(calibration, evals)
     settings = settings or EvalSettings()
     calib = calibration_text(calibration, settings.data_dir) if calibration else None
     for ev in evals:
         get_evaluation(ev)
+    with results_lock(out):
+        return _run_cells(models, methods, ratios, evals, out, scope, settings, log, calibration, calib)
+
+
+def _run_cells(models, methods, ratios, evals, out, scope, settings, log, calibration, calib):
+    from .calibration import token_counts
+
     done = {cell_key(r) for r in read_results(out)}
     cells = list(plan(models, methods, ratios, evals))
     options = json.dumps(settings.extra or {}, sort_keys=True)

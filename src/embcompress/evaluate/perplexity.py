@@ -52,15 +52,21 @@ def causal_perplexity(model, tokenizer, text: str, window: int | None = None, st
     if max_tokens is not None and max_tokens < 2:
         raise EmbcompressError(f"--max-tokens must be at least 2 (got {max_tokens})")
     context = model_context(model)
-    window = window or min(context or DEFAULT_WINDOW_CAP, DEFAULT_WINDOW_CAP)
+    if window is not None and window < 2 or stride is not None and stride < 1:
+        raise EmbcompressError(f"--window must be at least 2 and --stride at least 1 (got window {window}, "
+                               f"stride {stride}); leave them out for the defaults")
+    window = window if window is not None else min(context or DEFAULT_WINDOW_CAP, DEFAULT_WINDOW_CAP)
     if context is not None and window > context:
         raise EmbcompressError(f"window {window} is longer than the model's context {context}; use --window {context}")
     bos = [tokenizer.bos_token_id] if adds_bos(tokenizer) else []
     span = window - len(bos)  # text tokens a window holds
-    stride = stride or max(1, span // 2)
+    stride = stride if stride is not None else max(1, span // 2)
     # without BOS a window's first token has no context: windows must overlap by at least one token
     max_stride = span if bos else span - 1
-    if span < 2 or not (1 <= stride <= max_stride):
+    if span < 2:
+        raise EmbcompressError(f"window {window} leaves {span} text token(s) a window"
+                               f"{' after the BOS token' if bos else ''}; use --window {len(bos) + 2} or more")
+    if not (1 <= stride <= max_stride):
         raise EmbcompressError(f"need 1 ≤ stride ≤ {max_stride} for window {window} "
                                f"({'with' if bos else 'no'} BOS token; got stride {stride})")
     ids = tokenizer(text, add_special_tokens=False).input_ids

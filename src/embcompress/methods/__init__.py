@@ -7,6 +7,9 @@ Presets are named configurations of a method (e.g. the autoencoder with fast set
 from __future__ import annotations
 
 import dataclasses
+import math
+import types
+import typing
 from typing import Any
 
 import torch
@@ -43,6 +46,56 @@ def method_names() -> list[str]:
     return sorted(PRESETS)
 
 
+AT_LEAST_ONE = {"batch_size", "epochs", "iterations", "niter", "bits", "group_size", "sub_dim", "hot_bits",
+                "hot_group_size", "cold_sub_dim", "lr_step_epochs"}
+UNIT_INTERVAL = {"cold_share", "prior", "alpha_final", "lr_gamma"}
+
+
+def coerce_option(cls, name: str, value: Any, method: str) -> Any:
+    """An option value checked against the config field's type and range (one-line error otherwise)."""
+    hint = typing.get_type_hints(cls)[name]
+    allowed = set(typing.get_args(hint)) if typing.get_origin(hint) in (typing.Union, types.UnionType) else {hint}
+    where = f"option {name} of method {method!r}"
+    if value is None:
+        if type(None) in allowed:
+            return None
+        raise EmbcompressError(f"{where} cannot be none; give a value")
+    kind = next(iter(allowed - {type(None)}))
+    if kind is bool:
+        if not isinstance(value, bool):
+            raise EmbcompressError(f"{where} must be true or false (got {value!r})")
+    elif kind is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise EmbcompressError(f"{where} must be a whole number (got {value!r})")
+        low = 1 if name in AT_LEAST_ONE else 0
+        if value < low:
+            raise EmbcompressError(f"{where} must be at least {low} (got {value})")
+    elif kind is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise EmbcompressError(f"{where} must be a finite number (got {value!r})")
+        value = float(value)
+        if name in UNIT_INTERVAL and not 0 <= value <= 1:
+            raise EmbcompressError(f"{where} must lie within [0, 1] (got {value})")
+        if name == "lr" and value <= 0 or value < 0:
+            raise EmbcompressError(f"{where} must be positive (got {value})")
+    elif kind is str:
+        value = str(value)
+        if name == "device":
+            check_device(value, where)
+    return value
+
+
+def check_device(text: str, where: str = "device") -> None:
+    try:
+        device = torch.device(text)
+    except RuntimeError:
+        raise EmbcompressError(f"{where}: {text!r} is not a device; use cpu or cuda") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise EmbcompressError(f"{where}: {text} asked for, but this machine has no CUDA GPU; use cpu")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise EmbcompressError(f"{where}: mps asked for, but it is not available here; use cpu")
+
+
 def make_config(name: str, **options: Any):
     """The config dataclass of method/preset ``name`` with ``options`` overriding its defaults."""
     if name not in PRESETS:
@@ -55,6 +108,7 @@ def make_config(name: str, **options: Any):
         raise EmbcompressError(
             f"method {name!r} has no option {', '.join(sorted(unknown))}; its options are: {', '.join(sorted(fields))}"
         )
+    options = {k: coerce_option(cls, k, v, name) for k, v in options.items()}
     return cls(**{**preset, **options})
 
 
