@@ -122,7 +122,7 @@ def _print_sizes(info):
 @click.option("--no-verify", is_flag=True, help="Skip checking every file against its recorded sha256.")
 def info(folder, no_verify):
     """What a compressed FOLDER holds: method, scope, parameters and bytes before/after; checks its files."""
-    from .serialization import read_meta, verify_files
+    from .serialization import read_meta, verify_folder
 
     meta = read_meta(folder)
     _print_sizes(meta)
@@ -131,7 +131,7 @@ def info(folder, no_verify):
     if no_verify:
         click.echo("checksums: not verified (--no-verify)")
     else:
-        checked = verify_files(Path(folder), meta)
+        checked = verify_folder(folder)
         click.echo(f"checksums: all {len(checked)} files match ({', '.join(checked)})")
 
 

@@ -58,7 +58,13 @@ def wikitext2_test(explicit_dir: str | Path | None = None) -> str:
     """The WikiText-2 raw test split as one string, identical to ``wiki.test.raw``."""
     path = data_file(WIKITEXT_TEST, explicit_dir)
     if path is not None:
-        return path.read_text(encoding="utf-8")
+        try:
+            text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError:
+            text = "\x00"
+        if "\x00" in text:
+            raise EmbcompressError(f"{path} is not UTF-8 text (a binary file?); replace it with the WikiText-2 raw test split")
+        return text
     ds = _online(WIKITEXT_TEST, explicit_dir, "wikitext", "wikitext-2-raw-v1", split="test")
     return "".join(ds["text"])  # each line keeps its newline: this is the raw file
 
@@ -78,7 +84,7 @@ def squad_dev_articles(explicit_dir: str | Path | None = None) -> list[dict]:
                 data = json.loads(z.read("dev-v1.1.json"))
             articles = data["data"]
             articles[0]["paragraphs"][0]["qas"][0]["answers"][0]["answer_start"]
-        except (zipfile.BadZipFile, KeyError, IndexError, TypeError, json.JSONDecodeError):
+        except (zipfile.BadZipFile, KeyError, IndexError, TypeError, ValueError, OSError):  # JSON and UTF-8 errors too
             raise EmbcompressError(f"{path} is not the official SQuAD v1.1 dev zip (dev-v1.1.json with "
                                    "data[].paragraphs[].qas[].answers[]); replace it") from None
         return articles

@@ -169,12 +169,21 @@ def load_model(name_or_path: str, task: str | None = None, device: str | torch.d
         task = BUILTINS[name_or_path].task if name_or_path in BUILTINS else infer_task(source)
     auto = getattr(transformers, TASKS[task])
     try:
-        model = auto.from_pretrained(source, dtype=torch.float32, trust_remote_code=False, **kwargs)
+        model, loading = auto.from_pretrained(source, dtype=torch.float32, trust_remote_code=False,
+                                              output_loading_info=True, **kwargs)
         tokenizer = transformers.AutoTokenizer.from_pretrained(source, trust_remote_code=False)
     except (OSError, ValueError, KeyError, ImportError, RuntimeError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise EmbcompressError(f"cannot load {name_or_path!r} as {task} ({first[:200]}); "
                                f"built-in names: {', '.join(BUILTINS)}") from None
+    # transformers fills weights a checkpoint lacks with random values and only warns: a model whose own
+    # weights are missing would be measured as if it were the real one. A new task head may be missing.
+    prefix = getattr(model, "base_model_prefix", "")
+    own = [k for k in loading.get("missing_keys", ())
+           if task in ("causal-lm", "masked-lm", "encoder") or k.startswith(f"{prefix}.")]
+    if own:
+        raise EmbcompressError(f"{name_or_path} lacks {len(own)} of the model's weights (e.g. {sorted(own)[0]}); "
+                               "give a complete checkpoint (model.safetensors)")
     model.eval()
     return model.to(device if device is not None else default_device()), tokenizer
 

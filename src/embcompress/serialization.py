@@ -143,6 +143,8 @@ def atomic_folder(target: str | Path, overwrite: bool = False,
     try:
         yield tmp
         (tmp / PARTIAL_MARKER).unlink()
+        for p in tmp.rglob("*"):  # some writers (safetensors) create 0600 files: the user's umask decides
+            p.chmod((0o777 if p.is_dir() else 0o666) & ~_umask())
         _fsync_tree(tmp)
         if target.exists():
             old = target.parent / f".{target.name}.old-{tmp.name[-8:]}"
@@ -213,7 +215,7 @@ def read_safetensors_header(path: Path) -> tuple[dict[str, dict[str, Any]], int]
             if not isinstance(entry, dict):
                 raise bad("__metadata__ is not an object")
             continue
-        if not isinstance(entry, dict) or entry.get("dtype") not in DTYPES:
+        if not isinstance(entry, dict) or not isinstance(entry.get("dtype"), str) or entry["dtype"] not in DTYPES:
             raise bad(f"tensor {name!r} has no known dtype")
         shape, offsets = entry.get("shape"), entry.get("data_offsets")
         if not (isinstance(shape, list) and len(shape) <= 8
@@ -322,13 +324,15 @@ def check_meta(meta: Any, where: str) -> dict[str, Any]:
     if version not in READABLE_VERSIONS or isinstance(version, bool):
         raise EmbcompressError(f"{where} was written by another embcompress format ({version!r}); "
                                f"this version reads {READABLE_VERSIONS}: compress the model again")
-    if version >= 2 and meta.get("meta_sha256") != _meta_digest(meta):
+    # version 1 had no self-checksum; one that carries it is a version-2 file edited to look older
+    if (version >= 2 or "meta_sha256" in meta) and meta.get("meta_sha256") != _meta_digest(meta):
         raise EmbcompressError(f"{where} does not match its own checksum (edited or damaged); compress the model again")
     if meta.get("scope") not in SCOPES:
         raise EmbcompressError(f"{where} has scope {meta.get('scope')!r}, not one of {', '.join(SCOPES)}; compress again")
     cls = meta.get("model_class")
     if not (isinstance(cls, str) and re.fullmatch(r"[A-Z][A-Za-z0-9_]{0,99}", cls)):
         raise EmbcompressError(f"{where} has model_class {cls!r}; compress the model again")
+    _model_class(cls)
     check_module_spec(meta.get("method"), meta.get("spec"), where)
     sums = meta.get("sha256")
     if not (isinstance(sums, dict) and WEIGHTS_FILE in sums and all(
@@ -338,6 +342,8 @@ def check_meta(meta: Any, where: str) -> dict[str, Any]:
     aliases = meta.get("aliases", {})
     if not (isinstance(aliases, dict) and all(isinstance(k, str) and isinstance(v, str) for k, v in aliases.items())):
         raise EmbcompressError(f"{where} has invalid aliases; compress the model again")
+    if not isinstance(meta.get("sentinel", ""), str):
+        raise EmbcompressError(f"{where} has an invalid sentinel name; compress the model again")
     if not isinstance(meta.get("head_bias", False), bool):
         raise EmbcompressError(f"{where} has invalid head_bias; compress the model again")
     for part in ("before", "after"):
@@ -486,7 +492,7 @@ def load_config(path: Path):
 
     try:
         return transformers.AutoConfig.from_pretrained(path, trust_remote_code=False)
-    except (OSError, ValueError, KeyError, TypeError) as e:
+    except Exception as e:  # hostile content: transformers' strict config fields raise their own error types
         first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
         raise EmbcompressError(f"{path / CONFIG_FILE} cannot be read ({first}); compress the model again") from None
 
@@ -528,6 +534,16 @@ def build_empty(path: Path, meta: dict[str, Any], entries: dict[str, dict[str, A
             raise EmbcompressError(f"{path / WEIGHTS_FILE}: tensor {name} has shape {list(entries[name]['shape'])}, "
                                    f"the model needs {list(expected[name].shape)}; compress the model again")
     return model
+
+
+def verify_folder(path: str | Path) -> list[str]:
+    """Every recorded checksum, then every structural check of loading, without reading a weight."""
+    path = Path(path)
+    meta = read_meta(path)
+    checked = verify_files(path, meta)
+    entries, _ = read_safetensors_header(path / WEIGHTS_FILE)
+    build_empty(path, meta, entries)
+    return checked
 
 
 def load_compressed(path: str | Path, device: str | torch.device | None = None, verify: bool = True) -> nn.Module:

@@ -64,9 +64,14 @@ def read_split(task: GlueTask, split: str, explicit_dir: str | None = None):
     path = (base or Path("<data dir>")) / "glue" / task.folder / f"{split}.tsv"
     if not path.is_file():
         raise EmbcompressError(f"{path} not found; put the GLUE {task.folder} files there or point --data-dir at them")
-    with path.open(encoding="utf-8-sig") as f:  # MRPC starts with a BOM
-        reader = csv.reader(f, delimiter="\t", quoting=csv.QUOTE_MINIMAL if task.quoted else csv.QUOTE_NONE)
-        rows = list(reader)
+    try:
+        with path.open(encoding="utf-8-sig") as f:  # MRPC starts with a BOM
+            reader = csv.reader(f, delimiter="\t", quoting=csv.QUOTE_MINIMAL if task.quoted else csv.QUOTE_NONE)
+            rows = list(reader)
+    except (UnicodeDecodeError, csv.Error):
+        raise EmbcompressError(f"{path} is not a UTF-8 tab-separated file; replace it with the GLUE {task.folder} file") from None
+    if not rows:
+        raise EmbcompressError(f"{path} is empty; replace it with the GLUE {task.folder} file")
     if task.header is not None:
         header, rows = tuple(rows[0]), rows[1:]
         got = header[-3:] if task.name == "stsb" else header

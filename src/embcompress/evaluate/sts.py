@@ -29,8 +29,13 @@ class StsResult:
 def read_stsb(path: Path) -> tuple[list[str], list[str], list[float]]:
     if not path.is_file():
         raise EmbcompressError(f"{path} not found; put STS-B dev.tsv there or point --data-dir at the GLUE data")
-    with path.open(encoding="utf-8") as f:
-        rows = list(csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE))
+    try:
+        with path.open(encoding="utf-8") as f:
+            rows = list(csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE))
+    except (UnicodeDecodeError, csv.Error):
+        raise EmbcompressError(f"{path} is not a UTF-8 tab-separated file; replace it with STS-B dev.tsv") from None
+    if not rows:
+        raise EmbcompressError(f"{path} is empty; replace it with STS-B dev.tsv")
     header = rows[0]
     if tuple(header[-3:]) != STSB_COLUMNS:
         raise EmbcompressError(f"{path} has header {header[-3:]}; expected the last columns to be {', '.join(STSB_COLUMNS)}")
