@@ -1,3 +1,4 @@
+import numpy as np
 import pytest
 import torch
 import transformers as tf
@@ -80,3 +81,32 @@ def data_dir(tmp_path):
     text = " = Title = \n\n The quick brown fox jumps over the lazy dog . It was 1 @,@ 000 m long .\n" * 8
     (folder / "wikitext" / "wiki.test.raw").write_text(text)
     return folder
+
+
+def write_tiny_gguf(path, vocab_chars="abcdefghijklmnopqrstuvwxyz ", hidden=32, layers=2, heads=4, kv=2, ff=64, seed=0):
+    """A tiny Llama GGUF written with the gguf package (byte-level BPE over single characters)."""
+    import gguf
+
+    rng = np.random.default_rng(seed)
+    tokens = ["<s>", "</s>"] + [("Ġ" if c == " " else c) for c in vocab_chars]
+    V = len(tokens)
+    w = gguf.GGUFWriter(str(path), "llama")
+    w.add_block_count(layers); w.add_context_length(64); w.add_embedding_length(hidden)
+    w.add_feed_forward_length(ff); w.add_head_count(heads); w.add_head_count_kv(kv)
+    w.add_layer_norm_rms_eps(1e-5); w.add_rope_freq_base(10000.0); w.add_vocab_size(V)
+    w.add_tokenizer_model("gpt2"); w.add_tokenizer_pre("default")
+    w.add_token_list(tokens); w.add_token_types([3, 3] + [1] * (V - 2)); w.add_token_scores([0.0] * V)
+    w.add_bos_token_id(0); w.add_eos_token_id(1)
+    t = lambda *s: (rng.standard_normal(s) * 0.05).astype(np.float32)
+    w.add_tensor("token_embd.weight", t(V, hidden))
+    w.add_tensor("output_norm.weight", np.ones(hidden, np.float32))
+    hd = hidden // heads
+    for i in range(layers):
+        p = f"blk.{i}."
+        w.add_tensor(p + "attn_norm.weight", np.ones(hidden, np.float32))
+        w.add_tensor(p + "attn_q.weight", t(hidden, hidden)); w.add_tensor(p + "attn_k.weight", t(kv * hd, hidden))
+        w.add_tensor(p + "attn_v.weight", t(kv * hd, hidden)); w.add_tensor(p + "attn_output.weight", t(hidden, hidden))
+        w.add_tensor(p + "ffn_norm.weight", np.ones(hidden, np.float32))
+        w.add_tensor(p + "ffn_gate.weight", t(ff, hidden)); w.add_tensor(p + "ffn_up.weight", t(ff, hidden))
+        w.add_tensor(p + "ffn_down.weight", t(hidden, ff))
+    w.write_header_to_file(); w.write_kv_data_to_file(); w.write_tensors_to_file(); w.close()

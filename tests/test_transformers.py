@@ -114,3 +114,44 @@ def test_tampered_quantization_config_is_refused(tiny_model, tmp_path):
         tf.AutoModelForCausalLM.from_pretrained(out)
     with pytest.raises(embcompress.EmbcompressError, match="checksum"):
         load_compressed(out)
+
+
+def test_gguf_file_as_input_and_generate(capsys, tmp_path, monkeypatch):
+    from conftest import write_tiny_gguf
+    from test_cli import ok
+
+    monkeypatch.setenv("EMBCOMPRESS_CACHE", str(tmp_path / "cache"))
+    gguf_file = tmp_path / "tiny.gguf"
+    write_tiny_gguf(gguf_file)
+    capsys.readouterr()
+    from embcompress import cli
+
+    cli.main(list(map(str, ["compress", gguf_file, "-m", "int", "-o", "bits=4", "-o", "group_size=16",
+                            "--scope", "tied", "--out", tmp_path / "c"])))
+    assert "converting it once" in capsys.readouterr().err
+    ok(capsys, "compress", gguf_file, "-m", "svd", "--rank", "4", "--out", tmp_path / "d")
+    assert "converting" not in capsys.readouterr().err  # converted once, then reused
+    text = ok(capsys, "generate", tmp_path / "c", "abc ab", "--max-new-tokens", "6")
+    model, tok = load_compressed(tmp_path / "c"), tf.AutoTokenizer.from_pretrained(tmp_path / "c")
+    ids = tok("abc ab", return_tensors="pt").input_ids
+    expected = tok.decode(model.generate(ids, max_new_tokens=6, do_sample=False)[0, ids.shape[1]:],
+                          skip_special_tokens=True)
+    assert text.strip() == ("abc ab" + expected).strip()
+    both = ok(capsys, "generate", tmp_path / "c", "abc", "--compare", gguf_file, "--max-new-tokens", "4")
+    assert both.count("== ") == 2
+    sampled = [ok(capsys, "generate", gguf_file, "abc", "--sample", "--seed", "3") for _ in range(2)]
+    assert sampled[0] == sampled[1]  # same seed, same text
+
+
+def test_info_verifies_checksums(capsys, tiny_lm_dir, tmp_path):
+    from test_cli import ok, run
+
+    ok(capsys, "compress", tiny_lm_dir, "-m", "svd", "--rank", "4", "--out", tmp_path / "c")
+    assert "checksums: all" in ok(capsys, "info", tmp_path / "c")
+    weights = tmp_path / "c" / "model.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-1] ^= 0xFF
+    weights.write_bytes(bytes(data))
+    code, _, err = run(capsys, "info", tmp_path / "c")
+    assert code == 2 and "does not match its recorded checksum" in err
+    assert "not verified" in ok(capsys, "info", tmp_path / "c", "--no-verify")

@@ -135,6 +135,27 @@ def info(folder, no_verify):
         click.echo(f"checksums: all {len(checked)} files match ({', '.join(checked)})")
 
 
+@cli.command()
+@click.argument("model")
+@click.argument("prompt")
+@click.option("--max-new-tokens", type=click.IntRange(1, 4096), default=40, show_default=True)
+@click.option("--sample", is_flag=True, help="Sample (temperature 1) instead of greedy decoding.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed for --sample.")
+@click.option("--compare", "compare_with", default=None,
+              help="Also generate with this model (e.g. the original) and print both.")
+def generate(model, prompt, max_new_tokens, sample, seed, compare_with):
+    """Continue PROMPT with MODEL (name, folder, GGUF file or compressed folder) and print tokens/s."""
+    from .generation import generate_text
+
+    for name in ([compare_with] if compare_with else []) + [model]:
+        result = generate_text(name, prompt, max_new_tokens=max_new_tokens, sample=sample, seed=seed)
+        if compare_with:
+            click.echo(f"== {name}")
+        click.echo(prompt + result["text"])
+        click.echo(f"({result['new_tokens']} new tokens in {result['seconds']:.2f} s, "
+                   f"{result['tokens_per_second']:.1f} tokens/s)", err=True)
+
+
 @cli.group("eval")
 def eval_group():
     """Evaluate a model or a compressed folder."""

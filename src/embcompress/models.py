@@ -104,11 +104,35 @@ def _convert_gguf(gguf: Path, target: Path, task: str) -> None:
     tokenizer = transformers.AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
     with atomic_folder(target, overwrite=True, owned=lambda p: (p / CACHE_MARKER).is_file(),
                        what="a converted-model cache folder") as tmp:
+        model.config.architectures = [type(model).__name__]  # so the task can be read back from the folder
         model.config.save_pretrained(tmp)
         state, _ = dedupe_shared(model.state_dict())  # a tied head is re-tied from the config on load
         save_file(state, str(tmp / "model.safetensors"), metadata={"format": "pt"})
         tokenizer.save_pretrained(tmp)
         (tmp / CACHE_MARKER).write_text(json.dumps({"converted_from": str(gguf)}))
+
+
+def gguf_folder(gguf: Path) -> Path:
+    """A GGUF file converted once into a cached transformers folder, keyed by its name, size and first MiB."""
+    import hashlib
+
+    with gguf.open("rb") as f:
+        head = f.read(1 << 20)
+    if head[:4] != b"GGUF":
+        raise EmbcompressError(f"{gguf} is not a GGUF file (no GGUF magic); give a .gguf model file")
+    key = hashlib.sha256(head + str(gguf.stat().st_size).encode()).hexdigest()[:12]
+    target = cache_dir() / "gguf-models" / f"{gguf.stem}-{key}"
+    if not (target / "model.safetensors").is_file():
+        print(f"{gguf.name}: converting it once into {target} (later runs reuse it)", file=sys.stderr, flush=True)
+        try:
+            _convert_gguf(gguf, target, "causal-lm")
+        except EmbcompressError:
+            raise
+        except Exception as e:  # transformers' GGUF reader: architectures it cannot map, broken files
+            first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+            raise EmbcompressError(f"cannot convert {gguf} with transformers ({first}); give a GGUF of an "
+                                   "architecture transformers reads (llama, gemma3, qwen2, ...)") from None
+    return target
 
 
 def resolve(name_or_path: str) -> str:
@@ -118,6 +142,8 @@ def resolve(name_or_path: str) -> str:
     if name_or_path in BUILTINS:
         return str(builtin_folder(name_or_path))
     path = Path(name_or_path)
+    if path.is_file() and path.suffix.lower() == ".gguf":
+        return str(gguf_folder(path))
     if path.exists():
         if is_compressed_dir(path):
             raise EmbcompressError(f"{path} is a compressed folder; evaluate it directly, or give the original model here")
