@@ -121,8 +121,10 @@ def test_the_kernel_is_what_runs():
     assert kernels.gather_int(module.packed, module.scales, None, torch.tensor([1]), 1, 4, 2.0, -1.0) is None
 
 
-def test_without_a_toolchain_lookups_fall_back_to_torch_ops(monkeypatch):
+def test_without_a_toolchain_lookups_fall_back_to_torch_ops(monkeypatch, tmp_path):
     import torch.utils.cpp_extension
+
+    monkeypatch.setattr(kernels, "_build_root", lambda: tmp_path)  # no build cached from an earlier run
 
     def no_compiler(*args, **kwargs):
         raise RuntimeError("Ninja is required to load C++ extensions")

@@ -46,9 +46,10 @@ def method_names() -> list[str]:
     return sorted(PRESETS)
 
 
-AT_LEAST_ONE = {"batch_size", "epochs", "iterations", "niter", "bits", "group_size", "sub_dim", "hot_bits",
-                "hot_group_size", "cold_sub_dim", "lr_step_epochs"}
-UNIT_INTERVAL = {"cold_share", "prior", "alpha_final", "lr_gamma"}
+# the generic floors and ranges; a method's own __post_init__ checks the rest (bits 1-8, prior, ...)
+AT_LEAST_ONE = {"batch_size", "epochs", "iterations", "niter", "group_size", "sub_dim", "hot_group_size",
+                "cold_sub_dim", "lr_step_epochs"}
+UNIT_INTERVAL = {"cold_share", "alpha_final", "lr_gamma"}
 
 
 def coerce_option(cls, name: str, value: Any, method: str) -> Any:
@@ -76,8 +77,8 @@ def coerce_option(cls, name: str, value: Any, method: str) -> Any:
         value = float(value)
         if name in UNIT_INTERVAL and not 0 <= value <= 1:
             raise EmbcompressError(f"{where} must lie within [0, 1] (got {value})")
-        if name == "lr" and value <= 0 or value < 0:
-            raise EmbcompressError(f"{where} must be positive (got {value})")
+        if value < 0:  # lr=0 is allowed: an untrained baseline
+            raise EmbcompressError(f"{where} must not be negative (got {value})")
     elif kind is str:
         value = str(value)
         if name == "device":
