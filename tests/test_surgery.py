@@ -170,3 +170,15 @@ def test_corrupt_save_is_refused(tiny_model, tmp_path, damage):
 def test_loading_a_plain_folder_is_refused(tmp_path):
     with pytest.raises(EmbcompressError, match="not an embcompress folder"):
         load_compressed(tmp_path)
+
+
+def test_folder_of_the_previous_format_still_loads():
+    """tests/data/v1-int4-tied-llama was written by embcompress 61c8871 (format 1: no quantization_config,
+    checksum of the weights only); its logits were saved beside it."""
+    from pathlib import Path
+
+    data = Path(__file__).parent / "data"
+    model = load_compressed(data / "v1-int4-tied-llama")
+    expected = torch.load(data / "v1-int4-tied-llama.logits.pt")
+    with torch.no_grad():
+        assert torch.equal(model(input_ids=torch.arange(3, 13).unsqueeze(0)).logits, expected)
