@@ -4,9 +4,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 xml=$(mktemp)
-.venv/bin/python -m pytest -q tests/test_faults.py --junitxml "$xml" -p no:cacheprovider > /dev/null || true
-.venv/bin/python - "$xml" <<'PY' > benchmarks/reliability.md
-import platform, sys, os, time, xml.etree.ElementTree as ET
+messages=$(mktemp)
+EMBCOMPRESS_RELIABILITY_LOG="$messages" .venv/bin/python -m pytest -q tests/test_faults.py --junitxml "$xml" \
+    -p no:cacheprovider > /dev/null || true
+.venv/bin/python - "$xml" "$messages" <<'PY' > benchmarks/reliability.md
+import platform, re, sys, os, time, xml.etree.ElementTree as ET
 import torch
 root = ET.parse(sys.argv[1]).getroot()
 cases = root.iter("testcase")
@@ -51,6 +53,13 @@ for c in cases:
     what = next((v for k, v in WHAT.items() if name.startswith(k)), "")
     print(f"| `{name}` | {what} | {state} | {float(c.get('time')):.1f} |")
 print(f"\n{passed} passed, {failed} failed")
+print("\n## What a user sees (the one-line errors, as the CLI printed them in this run)\n")
+print("| case | message |\n| --- | --- |")
+tmp = os.path.dirname(sys.argv[1])
+for line in open(sys.argv[2]):
+    test, _, message = line.rstrip("\n").partition("\t")
+    message = re.sub(r"(/tmp/)?pytest-of-[^/ ]+/pytest-\d+/[^/ ]+/", "…/", message).replace("|", "\\|")
+    print(f"| `{test}` | {message} |")
 PY
-rm -f "$xml"
+rm -f "$xml" "$messages"
 tail -1 benchmarks/reliability.md

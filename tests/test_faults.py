@@ -40,6 +40,10 @@ def _one_line_error(capsys, *args):
     code, _, err = run(capsys, *args)
     errors = [line for line in err.splitlines() if line.startswith("error: ")]
     assert code == 2 and len(errors) == 1 and "Traceback" not in err, err
+    if os.environ.get("EMBCOMPRESS_RELIABILITY_LOG"):  # benchmarks/reliability.sh quotes what users see
+        with open(os.environ["EMBCOMPRESS_RELIABILITY_LOG"], "a") as log:
+            test = os.environ.get("PYTEST_CURRENT_TEST", "?").split("::")[-1].rsplit(" ", 1)[0]
+            log.write(f"{test}\t{errors[0]}\n")
     return errors[0]
 
 
