@@ -37,9 +37,10 @@ def test_mixed_meets_byte_budget_and_keeps_hot_rows_precise():
     torch.manual_seed(0)
     w = torch.randn(6000, 32)
     for ratio in (4, 8):
-        m = compress(w, make_config("mixed", ratio=ratio))
+        config = make_config("mixed", ratio=ratio)
+        m = compress(w, config)
         budget = w.numel() * 2 / ratio
-        assert budget - mixed.hot_row_bytes(32, 8, 32) < m.nbytes() <= budget
+        assert budget - mixed.hot_row_bytes(32, config) < m.nbytes() <= budget
         assert m.num_hot > 0
         hot = m.hot_ids.long()
         assert torch.equal(hot, torch.arange(m.num_hot))  # token-id proxy: the lowest ids

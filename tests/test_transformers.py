@@ -61,7 +61,7 @@ def test_auto_model_and_requested_dtype(tiny_model, tmp_path):
     compress_model(model, make_config("int", bits=4, group_size=16), scope="tied")
     out = save_compressed(model, tmp_path / "c")
     base = tf.AutoModel.from_pretrained(out)  # the bare decoder, no head
-    assert type(base.get_input_embeddings()).__name__ == "QuantizedEmbedding"
+    assert type(base.get_input_embeddings()).__name__ == "IntEmbedding"
     half = tf.AutoModelForCausalLM.from_pretrained(out, dtype=torch.bfloat16)
     emb = half.get_input_embeddings()
     assert half.model.layers[0].mlp.up_proj.weight.dtype == torch.bfloat16

@@ -7,7 +7,24 @@
 """
 
 from .errors import EmbcompressError
-from .methods import METHODS, PRESETS, CompressedEmbedding, compress, make_config, method_names
+from .methods import (
+    METHODS,
+    PRESETS,
+    CompressedEmbedding,
+    compress,
+    from_embedding,
+    make_config,
+    method_names,
+    register_method,
+)
+from .methods.autoencoder import AutoencoderConfig
+from .methods.gguf import GgufConfig
+from .methods.hybrid import HybridConfig
+from .methods.int import IntConfig
+from .methods.mixed import MixedConfig
+from .methods.pq import PqConfig
+from .methods.svd import SvdConfig
+from .methods.tiered import TieredConfig
 from . import hf_quantizer  # registers quant_method "embcompress" with transformers' from_pretrained
 from .serialization import load_compressed, save_compressed
 from .surgery import CompressedHead, compress_model, find_input_embedding, size_report
@@ -15,6 +32,16 @@ from .surgery import CompressedHead, compress_model, find_input_embedding, size_
 __version__ = "0.1.0"
 
 __all__ = [
+    "AutoencoderConfig",
+    "GgufConfig",
+    "HybridConfig",
+    "IntConfig",
+    "MixedConfig",
+    "PqConfig",
+    "SvdConfig",
+    "TieredConfig",
+    "from_embedding",
+    "register_method",
     "CompressedEmbedding",
     "CompressedHead",
     "EmbcompressError",

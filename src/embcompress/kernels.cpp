@@ -145,7 +145,7 @@ torch::Tensor gather_int(torch::Tensor packed, torch::Tensor scales, torch::Tens
 // llama.cpp blocks of 32 values, (V, blocks·bytes) uint8 → (N, dim) float32.
 // Q8_0: fp16 scale d, 32 int8 q; value q·d. Q4_0: fp16 d, 16 bytes; value j is (low nibble of byte j − 8)·d,
 // value j + 16 is (high nibble − 8)·d.
-torch::Tensor gather_ggml(torch::Tensor blocks, torch::Tensor ids, std::string qtype, torch::Tensor out,
+torch::Tensor gather_gguf(torch::Tensor blocks, torch::Tensor ids, std::string qtype, torch::Tensor out,
                           torch::Tensor rows, bool add_to) {
   TORCH_CHECK(blocks.dtype() == torch::kUInt8 && blocks.is_contiguous() && blocks.dim() == 2, "bad blocks");
   TORCH_CHECK(qtype == "Q4_0" || qtype == "Q8_0", "no kernel for ", qtype);
@@ -228,5 +228,5 @@ torch::Tensor gather_pq(torch::Tensor codes, torch::Tensor table, torch::Tensor 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("gather_int", &gather_int, "gather + decode rows of k-bit codes with fp16 group scales");
   m.def("gather_pq", &gather_pq, "gather + decode rows of product-quantized codes");
-  m.def("gather_ggml", &gather_ggml, "gather + decode rows of llama.cpp Q4_0 / Q8_0 blocks");
+  m.def("gather_gguf", &gather_gguf, "gather + decode rows of llama.cpp Q4_0 / Q8_0 blocks");
 }

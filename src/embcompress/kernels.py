@@ -140,12 +140,12 @@ def gather_int(packed, scales, offsets, ids, bits: int, group: int, mul: float, 
                                                float(mul), float(add), o, r, a), ids, out, rows, add_to)
 
 
-def gather_ggml(blocks, ids, qtype: str, out=None, rows=None, add_to=False):
+def gather_gguf(blocks, ids, qtype: str, out=None, rows=None, add_to=False):
     """llama.cpp Q4_0 / Q8_0 blocks decoded; None: use torch ops."""
     ext = _usable(blocks, ids, out=out) if qtype in ("Q4_0", "Q8_0") else None
     if ext is None:
         return None
-    return _run(lambda i, o, r, a: ext.gather_ggml(blocks.contiguous(), i, qtype, o, r, a), ids, out, rows, add_to)
+    return _run(lambda i, o, r, a: ext.gather_gguf(blocks.contiguous(), i, qtype, o, r, a), ids, out, rows, add_to)
 
 
 def gather_pq(codes, table, sq, norms, ids, out=None, rows=None, add_to=False):

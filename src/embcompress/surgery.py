@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from .errors import EmbcompressError
-from .methods import CompressedEmbedding, compress
+from .methods import CompressedEmbedding, from_embedding
 from .serialization import SCOPES
 
 
@@ -152,12 +152,7 @@ def compress_model(model: nn.Module, config, scope: str = "input", row_weights: 
         raise EmbcompressError("scope 'tied' needs a model whose output head shares the input embedding; use --scope input")
     before = size_report(model)
 
-    weight = emb.weight.detach()
-    compressed = compress(weight, config, row_weights=row_weights)
-    compressed.padding_idx = emb.padding_idx
-    compressed.zero_padding_row = emb.padding_idx is not None and bool((weight[emb.padding_idx] == 0).all())
-    compressed.scale = float(getattr(emb, "embed_scale", 1.0))  # Gemma's sqrt(hidden) stays inside the module
-    compressed.requires_grad_(False)
+    compressed = from_embedding(emb, config, row_weights=row_weights)
 
     _set_untied(model)
     put_input_embedding(model, compressed)

@@ -54,8 +54,8 @@ def apply_embedding_policy(model: nn.Module, policy: str) -> None:
     compressed = isinstance(emb, CompressedEmbedding)
     if policy == "all" or (policy == "paper" and not compressed):
         trainable = [n for n, p in emb.named_parameters()]
-    elif policy == "decoder" or (policy == "paper" and emb.method == "autoencoder"):
-        trainable = emb.decoder_parameter_names() if compressed else []
+    elif policy == "decoder" or (policy == "paper" and emb.paper_trains_decoder):
+        trainable = emb.shared_names() if compressed else []  # only parameters among them can train
     else:
         trainable = []
     params = dict(emb.named_parameters())

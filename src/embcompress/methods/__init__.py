@@ -1,52 +1,66 @@
-"""Registry of compression methods: one module per method, chosen by name.
+"""The methods: one module each, registered with ``register_method`` (see ``registry.py``).
 
-Each method module has ``NAME``, a ``Config`` dataclass, ``fit(weight, config)`` and ``Module``.
-Presets are named configurations of a method (e.g. the autoencoder with fast settings).
+Every module in this package is imported once so that it registers itself; methods from outside the
+package come from ``$EMBCOMPRESS_METHODS`` (comma-separated module names or .py files) and from
+``embcompress.methods`` entry points.
 """
 
 from __future__ import annotations
 
+import builtins
 import dataclasses
+import importlib
+import importlib.util
 import math
+import os
+import pkgutil
 import types
 import typing
+from pathlib import Path
 from typing import Any
 
 import torch
 
 from ..errors import EmbcompressError
-from . import autoencoder, ggml, hybrid, mixed, pq, scalar, svd, tiered
 from .base import CompressedEmbedding
+from .registry import METHODS, PRESETS, Method, register_method
 
-METHODS = {m.NAME: m for m in (svd, autoencoder, scalar, ggml, pq, mixed, tiered, hybrid)}
 
-# preset name -> (method name, overrides of that method's defaults)
-PRESETS: dict[str, tuple[str, dict[str, Any]]] = {
-    "svd": ("svd", {}),
-    "autoencoder": ("autoencoder", {}),  # the authors' exact settings
-    "autoencoder-fast": ("autoencoder", autoencoder.FAST),
-    "autoencoder-elu": ("autoencoder", {**autoencoder.FAST, "activation": "elu"}),
-    # the authors' follow-up: LeakyReLU encoder, Tanh decoder, each row rescaled to its stored norm
-    "autoencoder-leaky": ("autoencoder", {**autoencoder.FAST, "activation": "leaky-tanh", "row_norms": True}),
-    "int": ("int", {}),
-    "pq": ("pq", {}),
-    "mixed": ("mixed", {}),
-    "tiered": ("tiered", {}),
-    # what the validation text favoured (benchmarks/quality_per_byte.md): finer tiers over a rank-1 part
-    "tiered-rank1": ("tiered", {"tiers": "8:32,4:32,3:32,3:64,2:32,2:64,1:32,1:64,0", "rank": 1}),
-    # shape-gain PQ rows at 2 and 1 bits a value in place of the int2/int1 tiers: SST-2/MRPC text at 8x
-    # +13.6 % / +11.7 % against +18.6 % / +17.4 % (benchmarks/prior_probe.py)
-    "tiered-pq": ("tiered", {"tiers": "8:32,4:32,3:32,3:64,pq4,pq8,0", "rank": 1}),
-    "gguf": ("gguf", {}),
-    "hybrid": ("hybrid", {}),
-}
+def _import_builtin_methods() -> None:
+    # note: this binds the submodule ``int`` as an attribute of the package, so code here says builtins.int
+    for info in pkgutil.iter_modules(__path__):
+        if info.name not in ("base", "registry", "packing", "importance"):
+            importlib.import_module(f"{__name__}.{info.name}")
+
+
+def load_external_methods() -> None:
+    """Methods from outside the package: ``$EMBCOMPRESS_METHODS`` and ``embcompress.methods`` entry points."""
+    from importlib.metadata import entry_points
+
+    for item in filter(None, (p.strip() for p in os.environ.get("EMBCOMPRESS_METHODS", "").split(","))):
+        try:
+            if item.endswith(".py"):
+                path = Path(item)
+                spec = importlib.util.spec_from_file_location(f"embcompress_user_{path.stem}", path)
+                if spec is None or not path.is_file():
+                    raise FileNotFoundError(item)
+                module = importlib.util.module_from_spec(spec)
+                spec.loader.exec_module(module)
+            else:
+                importlib.import_module(item)
+        except EmbcompressError:
+            raise
+        except Exception as e:
+            raise EmbcompressError(f"EMBCOMPRESS_METHODS names {item!r}, which cannot be imported "
+                                   f"({type(e).__name__}: {e}); fix or remove it") from None
+    for ep in entry_points(group="embcompress.methods"):
+        ep.load()
 
 
 def method_names() -> list[str]:
     return sorted(PRESETS)
 
 
-# the generic floors and ranges; a method's own __post_init__ checks the rest (bits 1-8, prior, ...)
 AT_LEAST_ONE = {"batch_size", "epochs", "iterations", "niter", "group_size", "sub_dim", "hot_group_size",
                 "cold_sub_dim", "lr_step_epochs"}
 UNIT_INTERVAL = {"cold_share", "alpha_final", "lr_gamma"}
@@ -65,14 +79,14 @@ def coerce_option(cls, name: str, value: Any, method: str) -> Any:
     if kind is bool:
         if not isinstance(value, bool):
             raise EmbcompressError(f"{where} must be true or false (got {value!r})")
-    elif kind is int:
-        if isinstance(value, bool) or not isinstance(value, int):
+    elif kind is builtins.int:
+        if isinstance(value, bool) or not isinstance(value, builtins.int):
             raise EmbcompressError(f"{where} must be a whole number (got {value!r})")
         low = 1 if name in AT_LEAST_ONE else 0
         if value < low:
             raise EmbcompressError(f"{where} must be at least {low} (got {value})")
     elif kind is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        if isinstance(value, bool) or not isinstance(value, (builtins.int, float)) or not math.isfinite(value):
             raise EmbcompressError(f"{where} must be a finite number (got {value!r})")
         value = float(value)
         if name in UNIT_INTERVAL and not 0 <= value <= 1:
@@ -100,9 +114,11 @@ def check_device(text: str, where: str = "device") -> None:
 def make_config(name: str, **options: Any):
     """The config dataclass of method/preset ``name`` with ``options`` overriding its defaults."""
     if name not in PRESETS:
+        load_external_methods()
+    if name not in PRESETS:
         raise EmbcompressError(f"unknown method {name!r}; choose one of: {', '.join(method_names())}")
     method, preset = PRESETS[name]
-    cls = METHODS[method].Config
+    cls = METHODS[method].config
     fields = {f.name for f in dataclasses.fields(cls)} - {"method"}
     unknown = set(options) - fields
     if unknown:
@@ -118,23 +134,42 @@ def compress(weight: torch.Tensor, config, row_weights: torch.Tensor | None = No
 
     ``row_weights`` (V,) are token importances (e.g. calibration counts) for methods that use them.
     """
-    module = METHODS[config.method]
-    if row_weights is not None and "row_weights" in module.fit.__code__.co_varnames:
-        return module.fit(weight, config, row_weights=row_weights)
-    return module.fit(weight, config)
+    method = _method(config.method)
+    if row_weights is not None and method.takes_row_weights:
+        return method.fit(weight, config, row_weights=row_weights)
+    return method.fit(weight, config)
+
+
+def from_embedding(source: torch.nn.Module, config, row_weights: torch.Tensor | None = None) -> CompressedEmbedding:
+    """The compressed module for a model's embedding layer, built in one place: the fitted rows plus
+    what the layer itself carries (padding row, Gemma's ``embed_scale``), frozen."""
+    weight = source.weight.detach()
+    module = compress(weight, config, row_weights=row_weights)
+    module.padding_idx = source.padding_idx
+    module.zero_padding_row = source.padding_idx is not None and bool((weight[source.padding_idx] == 0).all())
+    module.scale = float(getattr(source, "embed_scale", 1.0))  # Gemma's sqrt(hidden) stays inside the module
+    return module.requires_grad_(False)
 
 
 def uses_calibration(config) -> bool:
     """Whether ``compress`` hands this config's method the calibration counts (and it reads them)."""
-    takes = "row_weights" in METHODS[config.method].fit.__code__.co_varnames
-    return takes and getattr(config, "importance", "calibration") == "calibration"
+    return _method(config.method).takes_row_weights and getattr(config, "importance", "calibration") == "calibration"
+
+
+def _method(name: str) -> Method:
+    if name not in METHODS:
+        load_external_methods()
+    if name not in METHODS:
+        raise EmbcompressError(f"unknown compressed module type {name!r}; this version knows {', '.join(METHODS)} "
+                               "(a method of your own: name its file in $EMBCOMPRESS_METHODS)")
+    return METHODS[name]
 
 
 def module_class(method: str) -> type[CompressedEmbedding]:
-    if method not in METHODS:
-        raise EmbcompressError(f"unknown compressed module type {method!r}; this version knows {', '.join(METHODS)}")
-    return METHODS[method].Module
+    return _method(method).module
 
 
-__all__ = ["METHODS", "PRESETS", "CompressedEmbedding", "compress", "make_config", "method_names", "module_class",
-           "uses_calibration"]
+_import_builtin_methods()
+
+__all__ = ["METHODS", "PRESETS", "CompressedEmbedding", "Method", "compress", "from_embedding", "load_external_methods",
+           "make_config", "method_names", "module_class", "register_method", "uses_calibration"]

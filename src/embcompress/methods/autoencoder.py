@@ -16,7 +16,8 @@ from tqdm.auto import tqdm
 
 from ..device import default_device
 from ..errors import EmbcompressError
-from .base import CompressedEmbedding, SizeConfig, check_weight, dtype_from_name, dtype_name, resolve_rank
+from .registry import register_method
+from .base import CompressedEmbedding, Storage, SizeConfig, check_weight, dtype_from_name, dtype_name, resolve_rank
 
 NAME = "autoencoder"
 # encoder / decoder activations: the paper's linear and ELU variants, and its follow-up's LeakyReLU
@@ -27,7 +28,7 @@ DECODER_ACT_INPLACE = {"linear": lambda x: x, "elu": F.elu_, "leaky-tanh": torch
 
 
 @dataclass
-class Config(SizeConfig):
+class AutoencoderConfig(SizeConfig):
     activation: str = "linear"  # "elu" (the paper's non-linear variant) or "leaky-tanh" (its follow-up's); see ACTIVATIONS
     w_cos: float = 0.9975 / 5
     w_l2: float = 0.0
@@ -63,13 +64,13 @@ def compression_ratio(num_rows: int, dim: int, k: int) -> float:
     return num_rows * dim / (num_rows * k + k * dim + dim)
 
 
-def alpha(epoch: int, config: Config) -> float:
+def alpha(epoch: int, config: AutoencoderConfig) -> float:
     if epoch < config.alpha_anneal_epochs:
         return 1.0 - (1.0 - config.alpha_final) * epoch / config.alpha_anneal_epochs
     return config.alpha_final
 
 
-def direction_loss(x_hat: torch.Tensor, x: torch.Tensor, config: Config, alpha_value: float) -> torch.Tensor:
+def direction_loss(x_hat: torch.Tensor, x: torch.Tensor, config: AutoencoderConfig, alpha_value: float) -> torch.Tensor:
     """L = w_cos·mean(1 − cos) + w_l2·RMSE + w_l1·mean((|err| + 1e-10)^α); a term counts only if its weight > 0."""
     loss = x.new_zeros(())
     if config.w_cos > 0:
@@ -116,8 +117,17 @@ class AutoencoderEmbedding(CompressedEmbedding):
         return {"latent_dim": self.latent_dim, "activation": self.activation, "row_norms": self.row_norms,
                 "factor_dtype": self.factor_dtype}
 
-    def decoder_parameter_names(self):
+    paper_trains_decoder = True
+
+    def shared_names(self):
         return ["decoder.weight", "decoder.bias"]
+
+    @classmethod
+    def storage(cls, config, dim):
+        if config.rank is None:
+            raise EmbcompressError("the storage of an autoencoder part needs its latent size (rank)")
+        size = dtype_from_name(config.dtype or "float32").itemsize
+        return Storage(per_row=(config.rank + config.row_norms) * size, shared=(config.rank + 1) * dim * size)
 
     def decode(self, ids):
         codes = F.embedding(ids, self.codes).float()
@@ -138,7 +148,6 @@ class AutoencoderEmbedding(CompressedEmbedding):
         return (hidden @ w) @ self.codes.to(hidden.dtype).T + (hidden @ b).unsqueeze(-1)
 
 
-Module = AutoencoderEmbedding
 
 
 class _Autoencoder(nn.Module):
@@ -152,7 +161,7 @@ class _Autoencoder(nn.Module):
         return self.decoder(self.encoder(x))
 
 
-def fit(weight: torch.Tensor, config: Config) -> AutoencoderEmbedding:
+def fit(weight: torch.Tensor, config: AutoencoderConfig) -> AutoencoderEmbedding:
     check_weight(weight)
     _activations(config.activation)  # a bad name fails before training
     num_rows, dim = weight.shape
@@ -201,3 +210,11 @@ def fit(weight: torch.Tensor, config: Config) -> AutoencoderEmbedding:
         if config.row_norms:
             module.norms.copy_(x_all.norm(dim=-1))
     return module.to(weight.device)
+
+
+register_method(NAME, config=AutoencoderConfig, fit=fit, module=AutoencoderEmbedding, presets={
+    "autoencoder-fast": FAST,  # the authors' model and loss, started from SVD, in seconds on a CPU
+    "autoencoder-elu": {**FAST, "activation": "elu"},
+    # the authors' follow-up: LeakyReLU encoder, Tanh decoder, each row rescaled to its stored norm
+    "autoencoder-leaky": {**FAST, "activation": "leaky-tanh", "row_norms": True},
+})

@@ -84,10 +84,36 @@ def resolve_rank(cfg: SizeConfig, num_rows: int, dim: int, rank_for_ratio) -> in
     return rank
 
 
+@dataclass(frozen=True)
+class Storage:
+    """What a method stores for N rows: ``per_row · N + shared`` bytes."""
+
+    per_row: int
+    shared: int
+
+    def bytes(self, rows: int) -> int:
+        return self.per_row * rows + self.shared
+
+
+def residual(weight: torch.Tensor, part: "CompressedEmbedding", chunk: int = 16384) -> torch.Tensor:
+    """``weight − part.decode(all rows)`` in float32, a chunk of rows at a time (never two V×d temporaries)."""
+    rows = torch.arange(weight.shape[0], device=weight.device)
+    with torch.no_grad():
+        return torch.cat([weight[i : i + chunk].float() - part.decode(rows[i : i + chunk])
+                          for i in range(0, weight.shape[0], chunk)])
+
+
 class CompressedEmbedding(nn.Module):
-    """Base class. Subclasses implement ``decode(ids)``: the reconstructed rows, in weight space."""
+    """Base class. Subclasses implement ``decode(ids)``: the reconstructed rows, in weight space.
+
+    The storage contract, which composite methods (tiered, mixed, hybrid) use instead of knowing
+    another method's layout: ``storage(config, dim)`` says how many bytes N rows cost, ``shared_names()``
+    which parameters serve every row, and ``take_rows(rows)`` gives the module for a subset of rows.
+    """
 
     method: ClassVar[str]
+    # the paper's fine-tuning policy trains this module's shared part (the autoencoder's decoder)
+    paper_trains_decoder: ClassVar[bool] = False
 
     def __init__(
         self,
@@ -127,9 +153,22 @@ class CompressedEmbedding(nn.Module):
         """Constructor arguments beyond the shared ones (JSON-able)."""
         return {}
 
-    def decoder_parameter_names(self) -> list[str]:
-        """Parameters that are shared by all rows (decoder, basis, codebooks), for fine-tuning policies."""
+    def shared_names(self) -> list[str]:
+        """Parameters and buffers that serve every row (decoder, basis, codebooks), not one row each."""
         return []
+
+    @classmethod
+    def storage(cls, config, dim: int) -> Storage:
+        """Bytes for N rows of ``dim`` values with ``config`` (sizes given explicitly, e.g. a rank)."""
+        raise NotImplementedError(f"{cls.__name__} does not state a per-row storage (its bytes follow a budget)")
+
+    def take_rows(self, rows: torch.Tensor) -> "CompressedEmbedding":
+        """The same method holding only ``rows`` (per-row tensors indexed, shared ones kept)."""
+        shared = set(self.shared_names()) | {"center"}
+        spec = {**self.spec(), "num_embeddings": len(rows), "padding_idx": None, "zero_padding_row": False}
+        part = type(self)(**spec)
+        part.load_state_dict({k: v if k in shared else v[rows] for k, v in self.state_dict().items()})
+        return part
 
     # -- shared behaviour --------------------------------------------------------------------
     def spec(self) -> dict[str, Any]:

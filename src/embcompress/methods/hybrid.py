@@ -10,15 +10,16 @@ from dataclasses import dataclass
 import torch
 
 from ..errors import EmbcompressError
-from . import autoencoder, scalar, svd
-from .base import CompressedEmbedding, check_rank, check_weight, dtype_name
+from . import autoencoder, int as int_, svd
+from .registry import METHODS, register_method
+from .base import CompressedEmbedding, residual, check_rank, check_weight, dtype_name
 
 NAME = "hybrid"
-LOW_RANK = {"svd": svd, "autoencoder": autoencoder}
+LOW_RANK = (svd.NAME, autoencoder.NAME)  # the registered methods a hybrid can use as its rank-k part
 
 
 @dataclass
-class Config:
+class HybridConfig:
     rank: int = 32
     low_rank: str = "svd"  # or "autoencoder" (the paper's loss, fast preset)
     bits: int = 2
@@ -29,7 +30,7 @@ class Config:
     def __post_init__(self):  # fail before any model is loaded
         if self.low_rank not in LOW_RANK:
             raise EmbcompressError(f"unknown low-rank part {self.low_rank!r}; use one of {', '.join(LOW_RANK)}")
-        scalar.Config(bits=self.bits)
+        int_.IntConfig(bits=self.bits)
 
 
 class HybridEmbedding(CompressedEmbedding):
@@ -39,15 +40,15 @@ class HybridEmbedding(CompressedEmbedding):
                  **base):
         super().__init__(num_embeddings, embedding_dim, **base)
         self.low_rank_method = low_rank_method
-        self.low_rank = LOW_RANK[low_rank_method].Module(**low_rank_spec)
-        self.residual = scalar.Module(**residual_spec)
+        self.low_rank = METHODS[low_rank_method].module(**low_rank_spec)
+        self.residual = int_.IntEmbedding(**residual_spec)
 
     def method_spec(self):
         return {"low_rank_method": self.low_rank_method, "low_rank_spec": self.low_rank.spec(),
                 "residual_spec": self.residual.spec()}
 
-    def decoder_parameter_names(self):
-        return [f"low_rank.{n}" for n in self.low_rank.decoder_parameter_names()]
+    def shared_names(self):
+        return [f"low_rank.{n}" for n in self.low_rank.shared_names()]
 
     def decode(self, ids):
         out = self.low_rank.decode(ids).contiguous()
@@ -56,25 +57,27 @@ class HybridEmbedding(CompressedEmbedding):
         return out
 
 
-Module = HybridEmbedding
 
 
-def fit(weight: torch.Tensor, config: Config) -> HybridEmbedding:
+def residual_config(config: HybridConfig) -> int_.IntConfig:
+    return int_.IntConfig(bits=config.bits, group_size=config.group_size, zero_point=config.zero_point)
+
+
+def fit(weight: torch.Tensor, config: HybridConfig) -> HybridEmbedding:
     check_weight(weight)
     num_rows, dim = weight.shape
     check_rank(config.rank, dim)
-    scalar.check_config(scalar.Config(config.bits, config.group_size, config.zero_point), dim)
-    part = LOW_RANK[config.low_rank]
+    int_.check_config(residual_config(config), dim)
+    part = METHODS[config.low_rank]
     options = {"rank": config.rank, "dtype": "float16"}
     if config.low_rank == "autoencoder":
         options.update(autoencoder.FAST, progress=False)
-    low = part.fit(weight, part.Config(**options))
-    with torch.no_grad():
-        rows = torch.arange(num_rows, device=weight.device)
-        residual = torch.cat([weight[i : i + 16384].float() - low.decode(rows[i : i + 16384])
-                              for i in range(0, num_rows, 16384)])
-    res = scalar.fit(residual, scalar.Config(config.bits, config.group_size, config.zero_point))
+    low = part.fit(weight, part.config(**options))
+    res = int_.fit(residual(weight, low), residual_config(config))
     module = HybridEmbedding(num_rows, dim, config.low_rank, low.spec(), res.spec(), output_dtype=dtype_name(weight.dtype))
     module.low_rank.load_state_dict(low.state_dict())
     module.residual.load_state_dict(res.state_dict())
     return module.to(weight.device)
+
+
+register_method(NAME, config=HybridConfig, fit=fit, module=HybridEmbedding)

@@ -15,15 +15,16 @@ from dataclasses import dataclass
 import torch
 
 from ..errors import EmbcompressError
-from . import pq, scalar
+from . import int as int_, pq
 from .importance import calibration_counts, check_importance, token_id_weights
+from .registry import register_method
 from .base import CompressedEmbedding, check_ratio, check_weight, dtype_name
 
 NAME = "mixed"
 
 
 @dataclass
-class Config:
+class MixedConfig:
     ratio: float = 8.0  # bytes of the fp16 matrix / bytes stored (everything counted)
     hot_bits: int = 8
     hot_group_size: int = 32
@@ -45,14 +46,14 @@ class MixedEmbedding(CompressedEmbedding):
         super().__init__(num_embeddings, embedding_dim, **base)
         self.num_hot = num_hot
         self.register_buffer("hot_ids", torch.empty(num_hot, dtype=torch.int32))  # sorted
-        self.hot = scalar.QuantizedEmbedding(num_hot, embedding_dim, hot_bits, hot_group_size)
-        self.cold = pq.ProductQuantizedEmbedding(num_embeddings, embedding_dim, cold_sub_dim, shape_gain=True)
+        self.hot = int_.IntEmbedding(num_hot, embedding_dim, bits=hot_bits, group_size=hot_group_size)
+        self.cold = pq.PqEmbedding(num_embeddings, embedding_dim, sub_dim=cold_sub_dim, shape_gain=True)
 
     def method_spec(self):
         return {"num_hot": self.num_hot, "hot_bits": self.hot.bits, "hot_group_size": self.hot.group_size,
                 "cold_sub_dim": self.cold.sub_dim}
 
-    def decoder_parameter_names(self):
+    def shared_names(self):
         return ["cold.codebooks"]
 
     def decode(self, ids):
@@ -66,18 +67,25 @@ class MixedEmbedding(CompressedEmbedding):
         return out
 
 
-Module = MixedEmbedding
+
+
+def cold_config(sub_dim: int, seed: int = 1) -> pq.PqConfig:
+    return pq.PqConfig(sub_dim=sub_dim, shape_gain=True, seed=seed)
+
+
+def hot_config(config: MixedConfig) -> int_.IntConfig:
+    return int_.IntConfig(bits=config.hot_bits, group_size=config.hot_group_size)
 
 
 def cold_bytes(num_rows: int, dim: int, sub_dim: int) -> int:
-    return num_rows * (dim // sub_dim + 2) + (dim // sub_dim) * pq.CENTROIDS * sub_dim * 2
+    return pq.PqEmbedding.storage(cold_config(sub_dim), dim).bytes(num_rows)
 
 
-def hot_row_bytes(dim: int, bits: int, group: int) -> int:
-    return dim * bits // 8 + (dim // group) * 2 + 4  # codes, fp16 scales, its id
+def hot_row_bytes(dim: int, config: MixedConfig) -> int:
+    return int_.IntEmbedding.storage(hot_config(config), dim).per_row + 4  # and its int32 id
 
 
-def plan(num_rows: int, dim: int, config: Config) -> tuple[int, int]:
+def plan(num_rows: int, dim: int, config: MixedConfig) -> tuple[int, int]:
     """(cold_sub_dim, num_hot) that fill the byte budget exactly or just under it."""
     budget = num_rows * dim * 2 / config.ratio
     if config.cold_sub_dim is not None:
@@ -93,7 +101,7 @@ def plan(num_rows: int, dim: int, config: Config) -> tuple[int, int]:
         within = [s for s in fitting if cold_bytes(num_rows, dim, s) <= config.cold_share * budget]
         sub = within[0] if within else min(fitting, key=lambda s: cold_bytes(num_rows, dim, s))
         spare = budget - cold_bytes(num_rows, dim, sub)
-        return sub, int(min(num_rows, spare // hot_row_bytes(dim, config.hot_bits, config.hot_group_size)))
+        return sub, int(min(num_rows, spare // hot_row_bytes(dim, config)))
     smallest = min(cold_bytes(num_rows, dim, s) for s in choices)
     raise EmbcompressError(
         f"ratio {config.ratio} is beyond what mixed can reach for {num_rows}x{dim} "
@@ -101,10 +109,10 @@ def plan(num_rows: int, dim: int, config: Config) -> tuple[int, int]:
     )
 
 
-def fit(weight: torch.Tensor, config: Config, row_weights: torch.Tensor | None = None) -> MixedEmbedding:
+def fit(weight: torch.Tensor, config: MixedConfig, row_weights: torch.Tensor | None = None) -> MixedEmbedding:
     check_weight(weight)
     num_rows, dim = weight.shape
-    scalar.check_config(scalar.Config(config.hot_bits, config.hot_group_size), dim)
+    int_.check_config(hot_config(config), dim)
     counts = calibration_counts(config.importance, row_weights)
     sub, num_hot = plan(num_rows, dim, config)
     if counts is not None:
@@ -119,8 +127,11 @@ def fit(weight: torch.Tensor, config: Config, row_weights: torch.Tensor | None =
     module = MixedEmbedding(num_rows, dim, num_hot, config.hot_bits, config.hot_group_size, sub,
                             output_dtype=dtype_name(weight.dtype))
     module.hot_ids.copy_(hot_ids.to(torch.int32))
-    hot = scalar.fit(weight[hot_ids.to(weight.device)], scalar.Config(config.hot_bits, config.hot_group_size))
+    hot = int_.fit(weight[hot_ids.to(weight.device)], hot_config(config))
     module.hot.load_state_dict(hot.state_dict())
-    cold = pq.fit(weight, pq.Config(sub_dim=sub, shape_gain=True, seed=config.seed), row_weights=cold_weights)
+    cold = pq.fit(weight, cold_config(sub, config.seed), row_weights=cold_weights)
     module.cold.load_state_dict(cold.state_dict())
     return module.to(weight.device)
+
+
+register_method(NAME, config=MixedConfig, fit=fit, module=MixedEmbedding)

@@ -15,14 +15,15 @@ import torch.nn.functional as F
 
 from .. import kernels
 from ..errors import EmbcompressError
-from .base import CompressedEmbedding, check_weight, dtype_name, split_center
+from .registry import register_method
+from .base import CompressedEmbedding, Storage, check_weight, dtype_name, split_center
 
 NAME = "pq"
 CENTROIDS = 256
 
 
 @dataclass
-class Config:
+class PqConfig:
     sub_dim: int = 4  # values per byte of code: 4 → 2 bits a value
     shape_gain: bool = True
     iterations: int = 25
@@ -35,7 +36,7 @@ class Config:
             raise EmbcompressError(f"sub_dim must be at least 1 (got {self.sub_dim})")
 
 
-class ProductQuantizedEmbedding(CompressedEmbedding):
+class PqEmbedding(CompressedEmbedding):
     method = NAME
 
     def __init__(self, num_embeddings, embedding_dim, sub_dim=4, shape_gain=True, **base):
@@ -50,8 +51,14 @@ class ProductQuantizedEmbedding(CompressedEmbedding):
     def method_spec(self):
         return {"sub_dim": self.sub_dim, "shape_gain": self.shape_gain}
 
-    def decoder_parameter_names(self):
+    def shared_names(self):
         return ["codebooks"]
+
+    @classmethod
+    def storage(cls, config, dim):
+        subspaces = dim // config.sub_dim
+        return Storage(per_row=subspaces + 2 * config.shape_gain,  # uint8 codes, fp16 norm
+                       shared=subspaces * CENTROIDS * config.sub_dim * 2 + 2 * dim * config.center)
 
     def _table_offsets(self, codes: torch.Tensor) -> torch.Tensor:
         """Codes → rows of the flattened (S·256)-row codebook table."""
@@ -101,15 +108,14 @@ class ProductQuantizedEmbedding(CompressedEmbedding):
         return out.to(hidden.dtype)
 
 
-Module = ProductQuantizedEmbedding
 
 
-def check_config(config: Config, dim: int) -> None:
+def check_config(config: PqConfig, dim: int) -> None:
     if dim % config.sub_dim:
         raise EmbcompressError(f"sub_dim {config.sub_dim} must divide the row length {dim}; try 2, 4 or 8")
 
 
-def fit(weight: torch.Tensor, config: Config, row_weights: torch.Tensor | None = None) -> ProductQuantizedEmbedding:
+def fit(weight: torch.Tensor, config: PqConfig, row_weights: torch.Tensor | None = None) -> PqEmbedding:
     import faiss
 
     check_weight(weight)
@@ -118,7 +124,7 @@ def fit(weight: torch.Tensor, config: Config, row_weights: torch.Tensor | None =
     if num_rows < CENTROIDS:
         raise EmbcompressError(f"product quantization needs at least {CENTROIDS} rows (got {num_rows}); use int")
     w, mean = split_center(weight.detach().float().cpu(), config.center)
-    module = ProductQuantizedEmbedding(num_rows, dim, config.sub_dim, config.shape_gain,
+    module = PqEmbedding(num_rows, dim, config.sub_dim, config.shape_gain,
                                        output_dtype=dtype_name(weight.dtype), centered=config.center)
     module.set_center(mean)
     if config.shape_gain:
@@ -136,3 +142,6 @@ def fit(weight: torch.Tensor, config: Config, row_weights: torch.Tensor | None =
         module.codes[:, s] = torch.from_numpy(assign[:, 0].astype(np.uint8))
         module.codebooks[s] = torch.from_numpy(km.centroids).half()
     return module.to(weight.device)
+
+
+register_method(NAME, config=PqConfig, fit=fit, module=PqEmbedding)

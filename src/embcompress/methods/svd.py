@@ -8,13 +8,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .base import CompressedEmbedding, SizeConfig, check_weight, dtype_from_name, dtype_name, resolve_rank
+from .registry import register_method
+from ..errors import EmbcompressError
+from .base import CompressedEmbedding, Storage, SizeConfig, check_weight, dtype_from_name, dtype_name, resolve_rank
 
 NAME = "svd"
 
 
 @dataclass
-class Config(SizeConfig):
+class SvdConfig(SizeConfig):
     """``randomized=False`` is the exact LAPACK SVD (deterministic); ``True`` uses
     ``torch.svd_lowrank`` (Halko et al.) seeded with ``seed`` and ``niter`` power iterations."""
 
@@ -30,7 +32,7 @@ def rank_for_ratio(num_rows: int, dim: int, ratio: float) -> int:
     return int(num_rows * dim / (ratio * (num_rows + dim)))
 
 
-class LowRankEmbedding(CompressedEmbedding):
+class SvdEmbedding(CompressedEmbedding):
     method = NAME
 
     def __init__(self, num_embeddings: int, embedding_dim: int, rank: int, factor_dtype: str = "float32", **base):
@@ -44,8 +46,15 @@ class LowRankEmbedding(CompressedEmbedding):
     def method_spec(self):
         return {"rank": self.rank, "factor_dtype": self.factor_dtype}
 
-    def decoder_parameter_names(self):
+    def shared_names(self):
         return ["basis"]
+
+    @classmethod
+    def storage(cls, config, dim):
+        if config.rank is None:
+            raise EmbcompressError("the storage of an SVD part needs its rank")
+        size = dtype_from_name(config.dtype or "float32").itemsize
+        return Storage(per_row=config.rank * size, shared=config.rank * dim * size)
 
     def decode(self, ids):
         return F.embedding(ids, self.codes).float() @ self.basis.float()
@@ -55,10 +64,9 @@ class LowRankEmbedding(CompressedEmbedding):
         return (hidden @ self.basis.to(hidden.dtype).T) @ self.codes.to(hidden.dtype).T
 
 
-Module = LowRankEmbedding
 
 
-def fit(weight: torch.Tensor, config: Config) -> LowRankEmbedding:
+def fit(weight: torch.Tensor, config: SvdConfig) -> SvdEmbedding:
     check_weight(weight)
     num_rows, dim = weight.shape
     rank = resolve_rank(config, num_rows, dim, rank_for_ratio)
@@ -72,8 +80,11 @@ def fit(weight: torch.Tensor, config: Config) -> LowRankEmbedding:
         u, s, vt = torch.linalg.svd(w, full_matrices=False)
         u, s, vt = u[:, :rank], s[:rank], vt[:rank]
     storage = config.dtype or dtype_name(weight.dtype)
-    module = LowRankEmbedding(num_rows, dim, rank, factor_dtype=storage, output_dtype=dtype_name(weight.dtype))
+    module = SvdEmbedding(num_rows, dim, rank, factor_dtype=storage, output_dtype=dtype_name(weight.dtype))
     with torch.no_grad():
         module.codes.copy_(u * s)
         module.basis.copy_(vt)
     return module.to(weight.device)
+
+
+register_method(NAME, config=SvdConfig, fit=fit, module=SvdEmbedding)

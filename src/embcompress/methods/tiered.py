@@ -17,15 +17,16 @@ import torch
 from torch import nn
 
 from ..errors import EmbcompressError
-from . import pq, scalar, svd
+from . import int as int_, pq, svd
 from .importance import calibration_counts, check_importance, token_id_weights
-from .base import CompressedEmbedding, check_rank, check_ratio, check_weight, dtype_name, split_center
+from .registry import register_method
+from .base import CompressedEmbedding, Storage, residual, check_rank, check_ratio, check_weight, dtype_name, split_center
 
 NAME = "tiered"
 
 
 @dataclass
-class Config:
+class TieredConfig:
     ratio: float = 8.0  # bytes of the fp16 matrix / bytes stored (everything counted)
     # bits:group_size (int-k), pqN (shape-gain PQ, N values a byte, its codebooks paid once) or 0 (drop)
     tiers: str = "4:32,3:32,2:32,2:64,0"
@@ -70,18 +71,30 @@ def is_pq(tier) -> bool:
     return tier[0] == "pq"
 
 
-def tier_row_bytes(dim: int, tier, row_norms: bool = False) -> int:
+def tier_config(tier, row_norms: bool = False):
+    """The config of the method that stores a tier's rows (None for the dropped tier)."""
     if is_pq(tier):
-        return dim // tier[1] + 2  # codes and the fp16 norm
+        return pq.PqConfig(sub_dim=tier[1], shape_gain=True)
     bits, group = tier
-    return 0 if bits == 0 else dim * bits // 8 + (dim // group) * 2 + 2 * row_norms
+    return int_.IntConfig(bits=bits, group_size=group, row_norms=row_norms) if bits else None
+
+
+def tier_class(tier):
+    return pq.PqEmbedding if is_pq(tier) else int_.IntEmbedding
+
+
+def tier_storage(tier, dim: int, row_norms: bool = False) -> Storage:
+    config = tier_config(tier, row_norms)
+    return Storage(0, 0) if config is None else tier_class(tier).storage(config, dim)
 
 
 def tier_module(tier, rows: int, dim: int, row_norms: bool) -> nn.Module:
+    config = tier_config(tier, row_norms)
+    if config is None:
+        return nn.Identity()
     if is_pq(tier):
-        return pq.ProductQuantizedEmbedding(rows, dim, tier[1], shape_gain=True)
-    bits, group = tier
-    return scalar.QuantizedEmbedding(rows, dim, bits, group, row_norms=row_norms) if bits else nn.Identity()
+        return pq.PqEmbedding(rows, dim, sub_dim=config.sub_dim, shape_gain=True)
+    return int_.IntEmbedding(rows, dim, bits=config.bits, group_size=config.group_size, row_norms=row_norms)
 
 
 class TieredEmbedding(CompressedEmbedding):
@@ -94,7 +107,7 @@ class TieredEmbedding(CompressedEmbedding):
         self.row_norms = bool(row_norms)
         self.rank = int(rank)
         if self.rank:
-            self.low_rank = svd.LowRankEmbedding(num_embeddings, embedding_dim, self.rank, factor_dtype="float16")
+            self.low_rank = svd.SvdEmbedding(num_embeddings, embedding_dim, self.rank, factor_dtype="float16")
         self.register_buffer("tier_of_row", torch.empty(num_embeddings, dtype=torch.uint8))
         self.parts = nn.ModuleList(tier_module(t, n, embedding_dim, row_norms) for t, n in zip(self.tiers, self.tier_rows))
         self._slots = None  # row → index inside its tier; derived from tier_of_row, so not stored
@@ -129,10 +142,9 @@ class TieredEmbedding(CompressedEmbedding):
         return out.reshape(*ids.shape, self.embedding_dim)
 
 
-Module = TieredEmbedding
 
 
-def importance_weights(num_rows: int, config: Config, row_weights: torch.Tensor | None) -> torch.Tensor:
+def importance_weights(num_rows: int, config: TieredConfig, row_weights: torch.Tensor | None) -> torch.Tensor:
     counts = calibration_counts(config.importance, row_weights)
     prior = token_id_weights(num_rows)
     if counts is None:
@@ -158,22 +170,26 @@ def allocate(errors: torch.Tensor, weights: torch.Tensor, row_bytes: torch.Tenso
     return choose(hi)
 
 
-def fit(weight: torch.Tensor, config: Config, row_weights: torch.Tensor | None = None) -> TieredEmbedding:
+def rank_config(config: TieredConfig) -> svd.SvdConfig:
+    return svd.SvdConfig(rank=config.rank, dtype="float16")
+
+
+def fit(weight: torch.Tensor, config: TieredConfig, row_weights: torch.Tensor | None = None) -> TieredEmbedding:
     check_weight(weight)
     num_rows, dim = weight.shape
     tiers = parse_tiers(config.tiers)
     if config.rank:
         check_rank(config.rank, dim)
     for tier in tiers:
-        if is_pq(tier):
-            pq.check_config(pq.Config(sub_dim=tier[1]), dim)
-        elif tier[0]:
-            scalar.check_config(scalar.Config(*tier), dim)
-    # the 1-byte tier codes (and the fp16 mean, low-rank factors and PQ codebooks) are paid first
-    codebook_bytes = sum(pq.CENTROIDS * dim * 2 for t in tiers if is_pq(t))
-    budget = (num_rows * dim * 2 / config.ratio - num_rows - 2 * dim * config.center - 2 * config.rank * (num_rows + dim)
-              - codebook_bytes)
-    row_bytes = torch.tensor([tier_row_bytes(dim, t, config.row_norms) for t in tiers], dtype=torch.float64)
+        if tier_config(tier) is not None:
+            (pq if is_pq(tier) else int_).check_config(tier_config(tier), dim)
+    # the 1-byte tier codes (and the fp16 mean, low-rank factors and PQ codebooks) are paid first,
+    # each at the cost its own method states
+    storages = [tier_storage(t, dim, config.row_norms) for t in tiers]
+    low_rank_bytes = svd.SvdEmbedding.storage(rank_config(config), dim).bytes(num_rows) if config.rank else 0
+    budget = (num_rows * dim * 2 / config.ratio - num_rows - 2 * dim * config.center - low_rank_bytes
+              - sum(s.shared for s in storages))
+    row_bytes = torch.tensor([s.per_row for s in storages], dtype=torch.float64)
     if budget < 0:
         raise EmbcompressError(f"at ratio {config.ratio} the shared parts (tier codes, low-rank factors, PQ codebooks) "
                                "alone exceed the budget; lower the ratio or drop the pq tiers / rank")
@@ -183,9 +199,8 @@ def fit(weight: torch.Tensor, config: Config, row_weights: torch.Tensor | None =
     w, mean = split_center(weight.detach().float(), config.center)
     low = None
     if config.rank:
-        low = svd.fit(w, svd.Config(rank=config.rank, dtype="float16"))
-        w = torch.cat([w[i : i + 16384] - low.decode(torch.arange(i, min(i + 16384, num_rows), device=w.device))
-                       for i in range(0, num_rows, 16384)])
+        low = svd.fit(w, rank_config(config))
+        w = residual(w, low)
     importance = importance_weights(num_rows, config, row_weights).double()
     errors, recon = [], []  # squared error relative to the original row's norm
     for tier in tiers:
@@ -194,9 +209,9 @@ def fit(weight: torch.Tensor, config: Config, row_weights: torch.Tensor | None =
             recon.append(None)
             continue
         if is_pq(tier):  # codebooks follow the importance, as the allocation does
-            q = pq.fit(w, pq.Config(sub_dim=tier[1], shape_gain=True), row_weights=importance)
+            q = pq.fit(w, tier_config(tier), row_weights=importance)
         else:
-            q = scalar.fit(w, scalar.Config(*tier, row_norms=config.row_norms))
+            q = int_.fit(w, tier_config(tier, config.row_norms))
         r = q.reconstruct()
         errors.append(((r - w).norm(dim=-1) / norms).pow(2).cpu())
         recon.append(q)
@@ -211,8 +226,14 @@ def fit(weight: torch.Tensor, config: Config, row_weights: torch.Tensor | None =
     module.tier_of_row.copy_(choice.to(torch.uint8))
     for k, q in enumerate(recon):
         if q is not None and counts[k]:
-            rows = (choice == k).nonzero().squeeze(1).to(q._device())
-            part = module.parts[k]
-            shared = set(q.decoder_parameter_names())  # e.g. PQ codebooks serve every row; the rest is per row
-            part.load_state_dict({k: v if k in shared else v[rows] for k, v in q.state_dict().items()})
+            rows = (choice == k).nonzero().squeeze(1).to(w.device)
+            module.parts[k].load_state_dict(q.take_rows(rows).state_dict())
     return module.to(weight.device)
+
+
+register_method(NAME, config=TieredConfig, fit=fit, module=TieredEmbedding, presets={
+    # finer tiers over a rank-1 part (chosen on validation text: benchmarks/quality_per_byte.md)
+    "tiered-rank1": {"tiers": "8:32,4:32,3:32,3:64,2:32,2:64,1:32,1:64,0", "rank": 1},
+    # shape-gain PQ rows at 2 and 1 bits a value in place of the int2/int1 tiers (benchmarks/prior_probe.py)
+    "tiered-pq": {"tiers": "8:32,4:32,3:32,3:64,pq4,pq8,0", "rank": 1},
+})

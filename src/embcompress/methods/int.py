@@ -15,14 +15,15 @@ import torch
 
 from .. import kernels
 from ..errors import EmbcompressError
-from .base import CompressedEmbedding, check_weight, dtype_name, split_center
+from .registry import register_method
+from .base import CompressedEmbedding, Storage, check_weight, dtype_name, split_center
 from .packing import pack_bits, unpack_float
 
 NAME = "int"
 
 
 @dataclass
-class Config:
+class IntConfig:
     bits: int = 4
     group_size: int = 32
     zero_point: bool = False
@@ -36,7 +37,7 @@ class Config:
             raise EmbcompressError(f"bits must be between 1 and 8 (got {self.bits})")
 
 
-def check_config(config: Config, dim: int) -> None:
+def check_config(config: IntConfig, dim: int) -> None:
     if not (1 <= config.bits <= 8):
         raise EmbcompressError(f"bits must be between 1 and 8 (got {config.bits})")
     if config.group_size < 1 or dim % config.group_size:
@@ -51,7 +52,7 @@ def check_config(config: Config, dim: int) -> None:
         )
 
 
-class QuantizedEmbedding(CompressedEmbedding):
+class IntEmbedding(CompressedEmbedding):
     method = NAME
 
     def __init__(self, num_embeddings, embedding_dim, bits=4, group_size=32, zero_point=False, row_norms=False, **base):
@@ -65,6 +66,12 @@ class QuantizedEmbedding(CompressedEmbedding):
         self.register_buffer("scales", torch.empty(num_embeddings, groups, dtype=torch.float16))
         if self.zero_point:
             self.register_buffer("offsets", torch.empty(num_embeddings, groups, dtype=torch.float16))
+
+    @classmethod
+    def storage(cls, config, dim):
+        groups = dim // config.group_size
+        return Storage(per_row=dim * config.bits // 8 + groups * 2 * (1 + config.zero_point) + 2 * config.row_norms,
+                       shared=2 * dim * config.center)  # packed codes, fp16 scales (and offsets, norm); fp16 mean
 
     def method_spec(self):
         return {"bits": self.bits, "group_size": self.group_size, "zero_point": self.zero_point,
@@ -101,7 +108,6 @@ class QuantizedEmbedding(CompressedEmbedding):
         return out
 
 
-Module = QuantizedEmbedding
 
 
 FIT_CHUNK_ROWS = 4096
@@ -152,11 +158,11 @@ def _least_error(x: torch.Tensor, candidates, lo: int, hi: int):
     return best_scale, best_off
 
 
-def fit(weight: torch.Tensor, config: Config) -> QuantizedEmbedding:
+def fit(weight: torch.Tensor, config: IntConfig) -> IntEmbedding:
     check_weight(weight)
     num_rows, dim = weight.shape
     check_config(config, dim)
-    module = QuantizedEmbedding(num_rows, dim, config.bits, config.group_size, config.zero_point, config.row_norms,
+    module = IntEmbedding(num_rows, dim, config.bits, config.group_size, config.zero_point, config.row_norms,
                                 output_dtype=dtype_name(weight.dtype), centered=config.center)
     rows_in, mean = split_center(weight, config.center)
     groups = dim // config.group_size
@@ -173,3 +179,6 @@ def fit(weight: torch.Tensor, config: Config) -> QuantizedEmbedding:
         if config.zero_point and off is not None:
             module.offsets[start : start + n] = off.reshape(n, groups).half()
     return module.set_center(mean).to(weight.device)
+
+
+register_method(NAME, config=IntConfig, fit=fit, module=IntEmbedding)

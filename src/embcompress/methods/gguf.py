@@ -16,7 +16,8 @@ import torch
 
 from .. import kernels
 from ..errors import EmbcompressError
-from .base import CompressedEmbedding, check_weight, dtype_name
+from .registry import register_method
+from .base import CompressedEmbedding, Storage, check_weight, dtype_name
 
 NAME = "gguf"
 QUANTIZABLE = ("Q8_0", "Q5_1", "Q5_0", "Q4_1", "Q4_0", "MXFP4")
@@ -32,7 +33,7 @@ def _qtype(name: str):
 
 
 @dataclass
-class Config:
+class GgufConfig:
     qtype: str = "Q4_0"
     method: str = NAME
 
@@ -60,12 +61,16 @@ class GgufEmbedding(CompressedEmbedding):
     def method_spec(self):
         return {"qtype": self.qtype}
 
+    @classmethod
+    def storage(cls, config, dim):
+        return Storage(per_row=row_bytes(config.qtype, dim), shared=0)  # llama.cpp blocks, as a GGUF stores them
+
     def decode_into(self, out, rows, ids, add_to=False):
-        if kernels.gather_ggml(self.blocks, ids, self.qtype, out=out, rows=rows, add_to=add_to) is None:
+        if kernels.gather_gguf(self.blocks, ids, self.qtype, out=out, rows=rows, add_to=add_to) is None:
             super().decode_into(out, rows, ids, add_to)
 
     def decode(self, ids):
-        fused = kernels.gather_ggml(self.blocks, ids, self.qtype)
+        fused = kernels.gather_gguf(self.blocks, ids, self.qtype)
         if fused is not None:
             return fused
         if self.qtype in TORCH_DECODERS:  # the common types in torch: no numpy round trip, runs on a GPU too
@@ -98,10 +103,9 @@ def _decode_q4_0(blocks: torch.Tensor) -> torch.Tensor:
 TORCH_DECODERS = {"Q8_0": _decode_q8_0, "Q4_0": _decode_q4_0}
 
 
-Module = GgufEmbedding
 
 
-def fit(weight: torch.Tensor, config: Config) -> GgufEmbedding:
+def fit(weight: torch.Tensor, config: GgufConfig) -> GgufEmbedding:
     from gguf.quants import quantize
 
     check_weight(weight)
@@ -111,3 +115,6 @@ def fit(weight: torch.Tensor, config: Config) -> GgufEmbedding:
     for start in range(0, num_rows, 16384):
         module.blocks[start : start + 16384] = torch.from_numpy(quantize(w[start : start + 16384], _qtype(config.qtype)))
     return module.to(weight.device)
+
+
+register_method(NAME, config=GgufConfig, fit=fit, module=GgufEmbedding)
