@@ -96,7 +96,7 @@ def test_ctrl_c_during_sweep_leaves_valid_jsonl(capsys, tiny_lm_dir, data_dir, t
         (["report", "{tmp}/missing.jsonl"], "holds no results"),
         (["eval", "squad", "{lm}", "--data-dir", "{tmp}"], "dev-v1.1.json.zip not found"),
         (["eval", "glue", "qnli", "{lm}", "--data-dir", "{data}"], "unknown GLUE task 'qnli'"),
-        (["sweep", "--models", "{lm}", "--finetune-option", "epoch=2", "--out", "{tmp}/r.jsonl"],
+        (["sweep", "--models", "{lm}", "--evals", "squad", "--finetune-option", "epoch=2", "--out", "{tmp}/r.jsonl"],
          "unknown fine-tuning option(s) epoch"),
     ],
 )
@@ -130,7 +130,7 @@ def test_missing_weights_package_names_pip_command(monkeypatch):
 
 def test_sweep_calibration_is_recorded_and_eval_text_refused(capsys, tiny_lm_dir, data_dir, tmp_path):
     results = tmp_path / "r.jsonl"
-    base = ["sweep", "--models", tiny_lm_dir, "--methods", "tiered:tiers=4:32+2:32+0,importance=calibration;int",
+    base = ["sweep", "--models", tiny_lm_dir, "--methods", "tiered:tiers=4:32,2:32,0,importance=calibration;int",
             "--ratios", "4", "--max-tokens", "100", "--data-dir", data_dir, "--out", results]
     code, _, err = run(capsys, *base, "--calibration", data_dir / "wikitext" / "wiki.test.raw")
     assert code == 2 and "is the evaluation text" in err and not results.exists()
@@ -140,7 +140,7 @@ def test_sweep_calibration_is_recorded_and_eval_text_refused(capsys, tiny_lm_dir
     calib.write_text("zzzz qqqq " * 50)
     ok(capsys, *base, "--calibration", calib)
     rows = {r["method"]: r for r in read_results(results)}
-    row = rows["tiered:importance=calibration,tiers=4:32+2:32+0"]
+    row = rows["tiered:importance=calibration,tiers=4:32,2:32,0"]
     assert row["calibration"] == str(calib) and row["config"]["importance"] == "calibration"
     assert "calibration" not in rows["int"]  # only methods that read the counts are tagged with them
 
@@ -149,7 +149,7 @@ def test_sweep_skips_a_cell_the_method_cannot_build_and_runs_the_rest(capsys, ti
     results = tmp_path / "r.jsonl"
     capsys.readouterr()
     # tiers without a dropped tier cannot reach 16x; svd can
-    cli.main(list(map(str, ["sweep", "--models", tiny_lm_dir, "--methods", "tiered:tiers=4:32+2:32;svd", "--ratios", "16",
+    cli.main(list(map(str, ["sweep", "--models", tiny_lm_dir, "--methods", "tiered:tiers=4:32,2:32;svd", "--ratios", "16",
                             "--max-tokens", "100", "--data-dir", data_dir, "--out", results])))
     assert [r["method"] for r in read_results(results)] == ["none", "svd"]
     assert "skipped: ratio 16.0 is below what these tiers can reach" in capsys.readouterr().err
@@ -171,3 +171,22 @@ def test_plot_clips_perplexity_only_when_some_points_lie_near_the_reference():
     # every point catastrophic (rank-k on a causal LM): clipping would leave an empty plot
     assert perplexity_ylim(17.39, [2242.0, 6319.0, 9223.0]) is None
     assert perplexity_ylim(20.0, []) is None
+
+
+def test_sweep_checks_finetune_options_with_each_evaluations_own_settings(capsys, tiny_lm_dir, tmp_path):
+    # doc_stride is a SQuAD setting: a GLUE sweep must refuse it before the first cell, not at it
+    code, _, err = run(capsys, "sweep", "--models", tiny_lm_dir, "--evals", "glue-rte", "--finetune-option",
+                       "doc_stride=64", "--out", tmp_path / "r.jsonl")
+    assert code == 2 and "doc_stride" in err
+    code, _, err = run(capsys, "sweep", "--models", tiny_lm_dir, "--evals", "perplexity", "--finetune-option",
+                       "epochs=1", "--out", tmp_path / "r.jsonl")
+    assert code == 2 and "takes no fine-tuning options" in err
+
+
+def test_one_option_grammar_for_cli_and_sweeps():
+    from embcompress.methods import parse_method, parse_option
+
+    assert parse_method("tiered:tiers=4:32,2:32,0,importance=calibration,prior=0.5") == (
+        "tiered", {"tiers": "4:32,2:32,0", "importance": "calibration", "prior": 0.5})
+    assert parse_option("tiers=8:32,pq4,0") == ("tiers", "8:32,pq4,0")
+    assert parse_method("svd") == ("svd", {})

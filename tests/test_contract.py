@@ -131,3 +131,107 @@ def test_same_seed_same_bytes(fitted, case_id):
     module, _ = fitted[case_id]
     again, _ = _fit(METHOD_CASES[IDS.index(case_id)])
     assert state_digest(again) == state_digest(module)
+
+
+# -- the storage contract: what composites budget with is what the parts store ----------------------
+
+LEAF_STORAGE_CASES = [
+    ("int", dict(bits=4)), ("int", dict(bits=3, group_size=16, zero_point=True, center=True, row_norms=True)),
+    ("gguf", dict(qtype="Q4_0")), ("gguf", dict(qtype="Q8_0")), ("pq", dict(sub_dim=8, iterations=2)),
+    ("pq", dict(sub_dim=4, shape_gain=False, center=True, iterations=2)), ("svd", dict(rank=7, dtype="float16")),
+    ("autoencoder", dict(rank=5, epochs=1, row_norms=True, progress=False)),
+]
+
+
+@pytest.mark.parametrize("name,options", LEAF_STORAGE_CASES)
+def test_storage_states_the_bytes_a_method_stores(name, options):
+    config = make_config(name, **options)
+    for rows in (300, 1000):
+        module = compress(_weight(rows, 64), config)
+        assert module_class(name).storage(config, 64).bytes(rows) == module.nbytes()
+
+
+@pytest.mark.parametrize("name,ratio,rows", [("tiered-pq", 6, 8192), ("tiered-pq", 10, 8192), ("mixed", 4, 4096),
+                                             ("mixed", 8, 8192), ("tiered", 5, 2048)])
+def test_composites_fill_their_budget_from_their_parts_storage(name, ratio, rows, monkeypatch):
+    from embcompress.methods.pq import PqEmbedding
+
+    budget = rows * 64 * 2 / ratio
+    module = compress(_weight(rows, 64), make_config(name, ratio=ratio), row_weights=_counts(rows))
+    assert 0.97 * budget <= module.nbytes() <= budget
+    # if PQ stored more per row (say fp32 norms) and said so, the composites would still meet their budget
+    real = PqEmbedding.storage.__func__
+    monkeypatch.setattr(PqEmbedding, "storage", classmethod(
+        lambda cls, config, dim: type(real(cls, config, dim))(real(cls, config, dim).per_row + 2, real(cls, config, dim).shared)))
+    claimed = compress(_weight(rows, 64), make_config(name, ratio=ratio), row_weights=_counts(rows))
+    pq_rows = sum(p.num_embeddings for p in claimed.modules() if isinstance(p, PqEmbedding))
+    assert claimed.nbytes() + 2 * pq_rows <= budget  # the extra bytes were paid from the budget
+
+
+# -- a method from outside the package, in one file -------------------------------------------------
+
+USER_METHOD = '''
+from dataclasses import dataclass
+
+import torch
+
+from embcompress import register_method
+from embcompress.methods.base import CompressedEmbedding, Storage
+
+
+@dataclass
+class HalfConfig:
+    method: str = "half"
+
+
+class HalfEmbedding(CompressedEmbedding):
+    def __init__(self, num_embeddings, embedding_dim, **base):
+        super().__init__(num_embeddings, embedding_dim, **base)
+        self.register_buffer("rows", torch.empty(num_embeddings, embedding_dim, dtype=torch.float16))
+
+    @classmethod
+    def storage(cls, config, dim):
+        return Storage(per_row=2 * dim, shared=0)
+
+    def decode(self, ids):
+        return self.rows[ids].float()
+
+
+def fit(weight, config):
+    module = HalfEmbedding(*weight.shape)
+    module.rows.copy_(weight.detach().half())
+    return module
+
+
+register_method("half", config=HalfConfig, fit=fit, module=HalfEmbedding)
+'''
+
+
+def test_a_method_from_a_users_own_file(tiny_lm_dir, data_dir, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    plugin = tmp_path / "half_method.py"
+    plugin.write_text(USER_METHOD)
+    env = {**os.environ, "EMBCOMPRESS_METHODS": str(plugin)}
+    cli = [sys.executable, "-c", "from embcompress.cli import main; main()"]
+
+    def run(*args):
+        done = subprocess.run([*cli, *map(str, args)], capture_output=True, text=True, env=env, timeout=300)
+        assert done.returncode == 0, done.stderr[-2000:]
+        return done.stdout
+
+    assert "half:" in run("methods")
+    run("compress", tiny_lm_dir, "-m", "half", "--out", tmp_path / "c")
+    table = run("sweep", "--models", tiny_lm_dir, "--methods", "half", "--max-tokens", "60", "--data-dir", data_dir,
+                "--out", tmp_path / "r.jsonl")
+    assert "| half |" in table
+    check = ("import torch, transformers as tf, embcompress\n"
+             f"a = embcompress.load_compressed({str(tmp_path / 'c')!r})\n"
+             f"b = tf.AutoModelForCausalLM.from_pretrained({str(tmp_path / 'c')!r})\n"
+             "ids = torch.tensor([[5, 6, 7]])\n"
+             "assert type(a.get_input_embeddings()).__name__ == 'HalfEmbedding'\n"
+             "assert torch.equal(a(input_ids=ids).logits, b(input_ids=ids).logits)\nprint('SAME')")
+    done = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, env=env, timeout=300)
+    assert "SAME" in done.stdout, done.stderr[-2000:]

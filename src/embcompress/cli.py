@@ -18,15 +18,9 @@ def _split(text: str) -> list[str]:
 
 
 def _options(pairs: tuple[str, ...]) -> dict:
-    from .sweep import parse_value
+    from .methods import parse_option
 
-    out = {}
-    for pair in pairs:
-        key, eq, value = pair.partition("=")
-        if not eq:
-            raise EmbcompressError(f"option {pair!r} must look like key=value (e.g. randomized=true)")
-        out[key.strip()] = parse_value(value.strip())
-    return out
+    return dict(parse_option(pair) for pair in pairs)
 
 
 data_dir_option = click.option("--data-dir", type=click.Path(), default=None,
@@ -58,8 +52,9 @@ def methods():
     """List the compression methods and their options."""
     import dataclasses
 
-    from .methods import PRESETS, make_config
+    from .methods import PRESETS, load_external_methods, make_config
 
+    load_external_methods()  # methods of your own, named in $EMBCOMPRESS_METHODS
     for name in sorted(PRESETS):
         cfg = make_config(name)
         opts = ", ".join(f"{f.name}={getattr(cfg, f.name)!r}" for f in dataclasses.fields(cfg) if f.name != "method")
@@ -318,10 +313,12 @@ def sweep(models, methods_, ratios, evals, scope, max_tokens, window, stride, da
         check_ratio(r)
     settings = _settings(data_dir, max_tokens or None, window, stride)
     if finetune_opts:
-        from .evaluate.squad import SquadSettings
+        from .evaluate.registry import get_evaluation
 
         settings.extra["finetune"] = _options(finetune_opts)
-        SquadSettings.from_options(settings.extra["finetune"])  # unknown keys fail now, not hours later
+        training = [get_evaluation(e) for e in _split(evals) if get_evaluation(e).trains]
+        for ev in training or [get_evaluation(_split(evals)[0])]:
+            ev.check_options(settings.extra["finetune"])  # each with its own settings: fail now, not hours later
     try:
         run_sweep(_split(models), specs, ratio_values, _split(evals), out, scope=scope, settings=settings,
                   log=lambda s: click.echo(s, err=True), calibration=calibration)

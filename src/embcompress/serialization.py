@@ -281,11 +281,14 @@ def _check_json_values(value: Any, where: str, depth: int = 0) -> None:
 
 
 def check_module_spec(method: Any, spec: Any, where: str) -> None:
-    from .methods import METHODS
+    from .methods import METHODS, load_external_methods
 
+    if isinstance(method, str) and method not in METHODS:
+        load_external_methods()  # a method of the user's own, named in $EMBCOMPRESS_METHODS
     if not isinstance(method, str) or method not in METHODS:
         raise EmbcompressError(f"{where} names the compressed module type {method!r}; this version knows "
-                               f"{', '.join(METHODS)}: compress the model again or upgrade embcompress")
+                               f"{', '.join(METHODS)}: compress the model again, upgrade embcompress, or name the "
+                               "file of your own method in $EMBCOMPRESS_METHODS")
     if not isinstance(spec, dict):
         raise EmbcompressError(f"{where} has no module spec; compress the model again")
     _check_json_values(spec, f"{where} spec")

@@ -38,19 +38,14 @@ class MethodSpec:
 
     @classmethod
     def parse(cls, text: str) -> "MethodSpec":
-        name, _, rest = text.partition(":")
-        name = name.strip()
-        if name != UNCOMPRESSED and name not in PRESETS:
+        from .methods import is_known, parse_method
+
+        name, options = parse_method(text)
+        if name != UNCOMPRESSED and not is_known(name):
             raise EmbcompressError(f"unknown method {name!r}; choose one of: {', '.join(sorted(PRESETS))}, {UNCOMPRESSED}")
-        opts = []
-        for item in filter(None, (p.strip() for p in rest.split(","))):
-            key, eq, value = item.partition("=")
-            if not eq:
-                raise EmbcompressError(f"method option {item!r} must look like key=value (e.g. svd:randomized=true)")
-            opts.append((key.strip(), parse_value(value.strip())))
-        spec = cls(name, tuple(sorted(opts)))
+        spec = cls(name, tuple(sorted(options.items())))
         if name != UNCOMPRESSED:
-            make_config(name, **dict(spec.options))  # validates option names now, not hours later
+            make_config(name, **options)  # validates option names and values now, not hours later
         return spec
 
     @property
@@ -61,20 +56,6 @@ class MethodSpec:
         if self.name == UNCOMPRESSED:
             return False
         return "ratio" in {f for f in make_config(self.name, **dict(self.options)).__dataclass_fields__}
-
-
-def parse_value(text: str) -> Any:
-    low = text.lower()
-    if low in ("true", "false"):
-        return low == "true"
-    if low in ("none", "null"):
-        return None
-    for kind in (int, float):
-        try:
-            return kind(text)
-        except ValueError:
-            pass
-    return text
 
 
 def cell_key(row: dict[str, Any]) -> tuple:

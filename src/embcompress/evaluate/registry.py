@@ -26,6 +26,13 @@ class Evaluation:
     higher_is_better: bool
     run: Callable[..., dict[str, Any]]  # (model, tokenizer, settings) -> {"value": ..., **details}
     trains: bool = False  # fine-tunes the model it is given (the sweep hands it a copy)
+    options: Callable[[], type] | None = None  # its typed settings class (fine-tuning), for checking options early
+
+    def check_options(self, options: dict[str, Any]) -> None:
+        """Fail on an option this evaluation does not take, before any cell runs."""
+        if self.options is None:
+            raise EmbcompressError(f"the {self.name} evaluation takes no fine-tuning options; drop --finetune-option")
+        self.options().from_options(options)
 
 
 def _perplexity(model, tokenizer, s: EvalSettings) -> dict[str, Any]:
@@ -63,6 +70,18 @@ def _glue(task: str):
     return run
 
 
+def _glue_settings():
+    from .glue import GlueSettings
+
+    return GlueSettings
+
+
+def _squad_settings():
+    from .squad import SquadSettings
+
+    return SquadSettings
+
+
 def _squad(model, tokenizer, s: EvalSettings) -> dict[str, Any]:
     from .squad import SquadSettings, run_squad
 
@@ -74,9 +93,9 @@ EVALUATIONS: dict[str, Evaluation] = {
     "perplexity": Evaluation("perplexity", "causal-lm", "perplexity", False, _perplexity),
     "sts": Evaluation("sts", "encoder", "spearman x100", True, _sts),
     "mlm-perplexity": Evaluation("mlm-perplexity", "masked-lm", "pseudo-perplexity", False, _mlm),
-    **{f"glue-{t}": Evaluation(f"glue-{t}", "encoder", m, True, _glue(t), trains=True)
+    **{f"glue-{t}": Evaluation(f"glue-{t}", "encoder", m, True, _glue(t), trains=True, options=_glue_settings)
        for t, m in (("cola", "matthews"), ("sst2", "accuracy"), ("mrpc", "f1"), ("stsb", "spearman"), ("rte", "accuracy"))},
-    "squad": Evaluation("squad", "encoder", "f1 (article split)", True, _squad, trains=True),
+    "squad": Evaluation("squad", "encoder", "f1 (article split)", True, _squad, trains=True, options=_squad_settings),
 }
 
 

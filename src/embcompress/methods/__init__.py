@@ -14,6 +14,7 @@ import importlib.util
 import math
 import os
 import pkgutil
+import re
 import types
 import typing
 from pathlib import Path
@@ -55,6 +56,46 @@ def load_external_methods() -> None:
                                    f"({type(e).__name__}: {e}); fix or remove it") from None
     for ep in entry_points(group="embcompress.methods"):
         ep.load()
+
+
+# -- the one option grammar of the CLI (-o key=value) and of sweeps (NAME:key=value,key=value) --------
+
+_NEXT_OPTION = re.compile(r",(?=\s*[A-Za-z_]\w*\s*=)")  # a comma starts a new option only before "key="
+
+
+def parse_value(text: str) -> Any:
+    low = text.lower()
+    if low in ("true", "false"):
+        return low == "true"
+    if low in ("none", "null"):
+        return None
+    for kind in (builtins.int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
+
+
+def parse_option(item: str) -> tuple[str, Any]:
+    """``key=value`` → (key, typed value); values may hold commas and colons (tiers=4:32,2:32,0)."""
+    key, eq, value = item.partition("=")
+    if not eq or not key.strip():
+        raise EmbcompressError(f"option {item!r} must look like key=value (e.g. randomized=true)")
+    return key.strip(), parse_value(value.strip())
+
+
+def parse_method(text: str) -> tuple[str, dict[str, Any]]:
+    """``NAME`` or ``NAME:key=value,key=value`` → (name, options)."""
+    name, _, rest = text.partition(":")
+    items = [p.strip() for p in _NEXT_OPTION.split(rest)] if rest.strip() else []
+    return name.strip(), dict(parse_option(item) for item in items if item)
+
+
+def is_known(name: str) -> bool:
+    if name not in PRESETS:
+        load_external_methods()
+    return name in PRESETS
 
 
 def method_names() -> list[str]:
@@ -113,9 +154,7 @@ def check_device(text: str, where: str = "device") -> None:
 
 def make_config(name: str, **options: Any):
     """The config dataclass of method/preset ``name`` with ``options`` overriding its defaults."""
-    if name not in PRESETS:
-        load_external_methods()
-    if name not in PRESETS:
+    if not is_known(name):
         raise EmbcompressError(f"unknown method {name!r}; choose one of: {', '.join(method_names())}")
     method, preset = PRESETS[name]
     cls = METHODS[method].config
@@ -171,5 +210,6 @@ def module_class(method: str) -> type[CompressedEmbedding]:
 
 _import_builtin_methods()
 
-__all__ = ["METHODS", "PRESETS", "CompressedEmbedding", "Method", "compress", "from_embedding", "load_external_methods",
-           "make_config", "method_names", "module_class", "register_method", "uses_calibration"]
+__all__ = ["METHODS", "PRESETS", "CompressedEmbedding", "Method", "compress", "from_embedding", "is_known",
+           "load_external_methods", "make_config", "method_names", "module_class", "parse_method", "parse_option",
+           "parse_value", "register_method", "uses_calibration"]

@@ -52,7 +52,7 @@ class TieredConfig:
 def parse_tiers(text: str) -> list[tuple]:
     """'4:32,pq4,0' → [(4, 32), ("pq", 4), (0, 0)]."""
     tiers = []
-    for item in text.replace("+", ",").split(","):  # '+' also separates, for sweep method strings
+    for item in text.split(","):
         item = item.strip()
         try:
             if item.startswith("pq"):
