@@ -12,7 +12,7 @@ import textwrap
 import pytest
 import torch
 
-from embcompress import EmbcompressError, cli, compress_model, load_compressed, make_config, save_compressed
+from embcompress import EmbcompressError, compress_model, load_compressed, make_config, save_compressed
 from embcompress.serialization import PARTIAL_MARKER, _meta_digest, sha256_file
 from test_cli import ok, run
 

@@ -1,12 +1,15 @@
+"""SVD, the paper's autoencoder and the hybrid (rank-k part plus an int residual)."""
+
 import math
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from conftest import low_rank_matrix
 from embcompress import EmbcompressError, compress, make_config
+from embcompress.calibration import calibration_text
 from embcompress.methods import autoencoder, svd
-from embcompress.methods.packing import pack_bits, unpack_bits, unpack_float
 
 
 def test_svd_recovers_exact_low_rank_matrix():
@@ -112,86 +115,76 @@ def test_nonlinear_autoencoder_lookup_in_place_matches_the_autograd_path(preset)
         assert torch.allclose(in_place.norm(dim=-1), w[ids].norm(dim=-1), rtol=1e-5)
 
 
-@pytest.mark.parametrize("bits", range(2, 9))
-def test_bit_packing_round_trip(bits):
-    v = torch.randint(0, 2**bits, (7, 64), dtype=torch.uint8)
-    packed = pack_bits(v, bits)
-    assert packed.shape == (7, 64 * bits // 8)
-    assert torch.equal(unpack_bits(packed, bits, 64), v)
+def test_hybrid_beats_plain_int2_on_low_rank_plus_noise():
+    g = torch.Generator().manual_seed(0)
+    w = torch.randn(500, 8, generator=g) @ torch.randn(8, 64, generator=g) + 0.05 * torch.randn(500, 64, generator=g)
+    hybrid = compress(w, make_config("hybrid", rank=8, bits=2))
+    plain = compress(w, make_config("int", bits=2))
+    err = lambda m: ((m.reconstruct() - w).norm() / w.norm()).item()
+    assert err(hybrid) < 0.02 < err(plain)
+    # fp16 factors (codes 500x8, basis 8x64) + 2-bit residual (16 bytes a row) + fp16 scales (2 a row)
+    assert hybrid.nbytes() == 2 * (500 * 8 + 8 * 64) + 500 * 16 + 500 * 2 * 2
 
 
-@pytest.mark.parametrize("bits", range(1, 9))
-def test_unpacking_to_floats_through_the_pair_table_matches_plain_unpacking(bits):
-    v = torch.randint(0, 2**bits, (3, 5, 64), dtype=torch.uint8)
-    packed = pack_bits(v, bits)
-    assert torch.equal(unpack_float(packed, bits, 64, 2.0, -1.0), v.float() * 2 - 1)
-    short = pack_bits(v[..., :8], bits)  # one byte at 1 bit: the plain path
-    assert torch.equal(unpack_float(short, bits, 8, 1.0, -3.0), v[..., :8].float() - 3)
+def test_hybrid_with_the_autoencoder_and_bad_options():
+    w = torch.randn(300, 32)
+    m = compress(w, make_config("hybrid", rank=4, low_rank="autoencoder", bits=4))
+    assert ((m.reconstruct() - w).norm() / w.norm()).item() < 0.15
+    with pytest.raises(EmbcompressError, match="unknown low-rank part"):
+        make_config("hybrid", low_rank="pca")
+    with pytest.raises(EmbcompressError, match="between 1 and 31"):
+        compress(w, make_config("hybrid", rank=32))
 
 
-@pytest.mark.parametrize("bits,max_rel_err", [(8, 0.01), (4, 0.12), (2, 0.6), (1, 0.8)])
-def test_scalar_quantization_error_and_bytes(bits, max_rel_err):
-    w = torch.randn(100, 64)
-    m = compress(w, make_config("int", bits=bits, group_size=32))
-    rel = ((m.reconstruct() - w).norm(dim=-1) / w.norm(dim=-1)).mean()
-    assert rel < max_rel_err
-    assert m.nbytes() == 100 * 64 * bits // 8 + 100 * 2 * 2  # packed codes + one fp16 scale per group
-    assert m.reconstruct().shape == w.shape
+def test_follow_up_autoencoder_keeps_every_row_norm():
+    w = torch.randn(400, 24) * torch.linspace(0.2, 5, 400).unsqueeze(1)
+    m = compress(w, make_config("autoencoder-leaky", rank=8, epochs=4, progress=False))
+    assert torch.allclose(m.reconstruct().norm(dim=-1), w.norm(dim=-1), rtol=1e-4)
+    assert F.cosine_similarity(m.reconstruct(), w, dim=-1).mean() > 0.4  # best rank 8 of 24: ~0.58, random: ~0
+    with pytest.raises(EmbcompressError, match="unknown activation"):
+        compress(w, make_config("autoencoder", rank=8, activation="relu"))
 
 
-def test_scalar_quantization_exact_on_grid_values():
-    # values already on a symmetric 4-bit grid are reproduced exactly
-    w = (torch.randint(-8, 8, (10, 32)).float()) * 0.25
-    w[:, 0] = -2.0  # the largest magnitude is -8 · 0.25
-    m = compress(w, make_config("int", bits=4, group_size=32, search_scale=False))
-    assert torch.allclose(m.reconstruct(), w)
+def test_mixed_calibration_puts_counted_tokens_in_the_hot_tier():
+    w = torch.randn(1000, 32)
+    counts = torch.zeros(1000)  # budget at ratio 3: 21,333 bytes, the cold tier takes 19,384
+    counts[[900, 901, 950]] = torch.tensor([50.0, 40.0, 30.0])
+    m = compress(w, make_config("mixed", ratio=3, importance="calibration"), row_weights=counts)
+    assert {900, 901, 950} <= set(m.hot_ids.tolist())
+    with pytest.raises(EmbcompressError, match="needs token counts"):
+        compress(w, make_config("mixed", ratio=3, importance="calibration"))
 
 
-def test_zero_point_quantization_beats_symmetric_on_shifted_rows():
-    w = torch.rand(64, 32) + 3.0
-    sym = compress(w, make_config("int", bits=3, group_size=32)).reconstruct()
-    asym = compress(w, make_config("int", bits=3, group_size=32, zero_point=True)).reconstruct()
-    assert (asym - w).norm() < 0.5 * (sym - w).norm()
+def test_calibration_text_must_not_be_the_eval_text(data_dir, tmp_path):
+    with pytest.raises(EmbcompressError, match="is the evaluation text"):
+        calibration_text(str(data_dir / "wikitext" / "wiki.test.raw"), str(data_dir))
+    copy = tmp_path / "copy.txt"
+    copy.write_text((data_dir / "wikitext" / "wiki.test.raw").read_text())
+    with pytest.raises(EmbcompressError, match="is the evaluation text"):
+        calibration_text(str(copy), str(data_dir))
+    other = tmp_path / "other.txt"
+    other.write_text("some other text")
+    assert calibration_text(str(other), str(data_dir)) == "some other text"
 
 
-@pytest.mark.parametrize(
-    "name,opts,match",
-    [
-        ("svd", {"ratio": 1.0}, "ratio must be > 1"),
-        ("svd", {"ratio": 0.5}, "ratio must be > 1"),
-        ("svd", {"rank": 0}, "at least 1"),
-        ("svd", {"rank": 16}, "between 1 and"),
-        ("svd", {}, "exactly one of ratio or rank"),
-        ("autoencoder", {"rank": 20}, "between 1 and"),
-        ("int", {"bits": 0}, "bits must be between 1 and 8"),
-        ("int", {"bits": 4, "group_size": 5}, "must divide the row length"),
-        ("int", {"bits": 8, "group_size": 2}, "no saving"),
-    ],
-)
-def test_bad_sizes_are_refused(name, opts, match):
-    with pytest.raises(EmbcompressError, match=match):
-        compress(torch.randn(30, 16), make_config(name, **opts))
-
-
-def test_nan_or_inf_weight_is_refused():
-    w = torch.randn(30, 16)
-    w[3, 4] = float("nan")
-    with pytest.raises(EmbcompressError, match="NaN or Inf"):
-        compress(w, make_config("svd", rank=2))
-    w[3, 4] = float("inf")
-    with pytest.raises(EmbcompressError, match="NaN or Inf"):
-        compress(w, make_config("int", bits=4))
-
-
-def test_unknown_method_and_option_are_refused():
-    with pytest.raises(EmbcompressError, match="choose one of"):
-        make_config("pca")
-    with pytest.raises(EmbcompressError, match="has no option"):
-        make_config("svd", rank=3, bogus=1)
-
-
-def test_one_bit_is_sign_times_mean_abs():
-    w = torch.tensor([[1.0, -3.0, 2.0, -2.0] * 8])
-    m = compress(w, make_config("int", bits=1, group_size=32))
-    assert torch.allclose(m.reconstruct(), torch.sign(w) * 2.0)
-    assert m.nbytes() == 32 // 8 + 2
+def test_tiered_calibration_and_bad_tiers():
+    w = torch.randn(2000, 32)
+    counts = torch.zeros(2000)
+    counts[1990:] = 1000.0
+    m = compress(w, make_config("tiered", ratio=8, importance="calibration", tiers="4:32,2:32,0"), row_weights=counts)
+    assert (m.tier_of_row[1990:] == 0).all()
+    # the token-id prior lifts rows the calibration text never saw: low ids (frequent) are no longer dropped
+    dropped = lambda mod: mod.tier_of_row[:100] == 2
+    mixed = compress(w, make_config("tiered", ratio=8, importance="calibration", tiers="4:32,2:32,0", prior=0.5),
+                     row_weights=counts)
+    assert dropped(m).sum() > 10 and dropped(mixed).sum() == 0 and (mixed.tier_of_row[1990:] == 0).all()
+    all_prior = compress(w, make_config("tiered", ratio=8, importance="calibration", tiers="4:32,2:32,0", prior=1.0),
+                         row_weights=counts)
+    data_free = compress(w, make_config("tiered", ratio=8, tiers="4:32,2:32,0"))
+    assert torch.equal(all_prior.tier_of_row, data_free.tier_of_row)
+    with pytest.raises(EmbcompressError, match="prior is a share"):
+        make_config("tiered", prior=1.5)
+    with pytest.raises(EmbcompressError, match="bits:group_size"):
+        make_config("tiered", tiers="4:32,x")
+    with pytest.raises(EmbcompressError, match="below what these tiers can reach"):
+        compress(w, make_config("tiered", ratio=8, tiers="4:32,3:32"))
