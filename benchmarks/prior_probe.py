@@ -23,8 +23,8 @@ CONFIGS += [("tiered-rank1", dict(ratio=8)), ("tiered-rank1", dict(ratio=16, imp
 # with the prior fixed at 0.5: does a larger low-rank part pay for its bytes at 8x?
 CONFIGS += [("tiered-rank1", dict(ratio=8, importance="calibration", prior=0.5, rank=r)) for r in (2, 4)]
 # shape-gain PQ tiers (2 and 1 bits a value, codebooks paid once) in place of or beside the int2/int1 tiers
-PQ_TIERS = ["8:32+4:32+3:32+3:64+pq4+pq8+0", "8:32+4:32+3:32+3:64+2:32+pq4+2:64+pq8+1:64+0", "8:32+4:32+pq4+pq8+0",
-            "8:32+4:32+pq3+pq4+pq6+pq8+0", "4:32+pq2+pq4+pq8+0"]
+PQ_TIERS = ["8:32,4:32,3:32,3:64,pq4,pq8,0", "8:32,4:32,3:32,3:64,2:32,pq4,2:64,pq8,1:64,0", "8:32,4:32,pq4,pq8,0",
+            "8:32,4:32,pq3,pq4,pq6,pq8,0", "4:32,pq2,pq4,pq8,0"]
 CONFIGS += [("tiered-rank1", dict(ratio=r, importance="calibration", prior=0.5, tiers=t)) for r in (8, 16) for t in PQ_TIERS]
 
 

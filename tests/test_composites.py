@@ -100,3 +100,58 @@ def test_tied_round_trip_in_a_model(tmp_path, name, opts, vocab):
     loaded = load_compressed(save_compressed(model, tmp_path / name))
     with torch.no_grad():
         assert torch.equal(loaded(input_ids=ids).logits, expected)
+
+
+def test_mixed_calibration_puts_counted_tokens_in_the_hot_tier():
+    w = torch.randn(1000, 32)
+    counts = torch.zeros(1000)  # budget at ratio 3: 21,333 bytes, the cold tier takes 19,384
+    counts[[900, 901, 950]] = torch.tensor([50.0, 40.0, 30.0])
+    m = compress(w, make_config("mixed", ratio=3, importance="calibration"), row_weights=counts)
+    assert {900, 901, 950} <= set(m.hot_ids.tolist())
+    with pytest.raises(EmbcompressError, match="needs token counts"):
+        compress(w, make_config("mixed", ratio=3, importance="calibration"))
+
+
+def test_tiered_calibration_and_bad_tiers():
+    w = torch.randn(2000, 32)
+    counts = torch.zeros(2000)
+    counts[1990:] = 1000.0
+    m = compress(w, make_config("tiered", ratio=8, importance="calibration", tiers="4:32,2:32,0"), row_weights=counts)
+    assert (m.tier_of_row[1990:] == 0).all()
+    # the token-id prior lifts rows the calibration text never saw: low ids (frequent) are no longer dropped
+    dropped = lambda mod: mod.tier_of_row[:100] == 2
+    mixed = compress(w, make_config("tiered", ratio=8, importance="calibration", tiers="4:32,2:32,0", prior=0.5),
+                     row_weights=counts)
+    assert dropped(m).sum() > 10 and dropped(mixed).sum() == 0 and (mixed.tier_of_row[1990:] == 0).all()
+    all_prior = compress(w, make_config("tiered", ratio=8, importance="calibration", tiers="4:32,2:32,0", prior=1.0),
+                         row_weights=counts)
+    data_free = compress(w, make_config("tiered", ratio=8, tiers="4:32,2:32,0"))
+    assert torch.equal(all_prior.tier_of_row, data_free.tier_of_row)
+    with pytest.raises(EmbcompressError, match="prior is a share"):
+        make_config("tiered", prior=1.5)
+    with pytest.raises(EmbcompressError, match="bits:group_size"):
+        make_config("tiered", tiers="4:32,x")
+    with pytest.raises(EmbcompressError, match="below what these tiers can reach"):
+        compress(w, make_config("tiered", ratio=8, tiers="4:32,3:32"))
+
+
+def test_pq_tiers_pay_their_codebooks_and_win_where_rows_cluster():
+    g = torch.Generator().manual_seed(0)
+    # rows that are one of 64 directions at varied norms: PQ codes them almost exactly, int2 cannot
+    centres = torch.randn(64, 32, generator=g)
+    w = centres[torch.randint(0, 64, (20000,), generator=g)] * torch.rand(20000, 1, generator=g).add(0.5)
+    w += 0.01 * torch.randn(20000, 32, generator=g)
+    with_pq = compress(w, make_config("tiered", ratio=6, tiers="4:32,pq4,0"))
+    int_only = compress(w, make_config("tiered", ratio=6, tiers="4:32,2:32,0"))
+    assert with_pq.nbytes() <= 20000 * 32 * 2 / 6  # codebooks counted
+    assert with_pq.parts[1].codebooks.shape == (8, 256, 4)
+    assert (with_pq.tier_of_row == 1).sum() > 15000
+    err = lambda m: ((m.reconstruct() - w).norm(dim=-1) / w.norm(dim=-1)).mean()
+    assert err(with_pq) < 0.5 * err(int_only)
+    assert torch.equal(with_pq.reconstruct(torch.tensor([5, 7])), with_pq.reconstruct()[[5, 7]])
+    with pytest.raises(EmbcompressError, match="sub_dim 5 must divide"):
+        compress(w, make_config("tiered", ratio=6, tiers="4:32,pq5,0"))
+    with pytest.raises(EmbcompressError, match="shared parts .* exceed the budget"):
+        compress(w[:300], make_config("tiered", ratio=6, tiers="4:32,pq4,0"))
+    with pytest.raises(EmbcompressError, match="pq4 or 0"):
+        make_config("tiered", tiers="4:32,pqx")

@@ -8,7 +8,6 @@ import torch.nn.functional as F
 
 from conftest import low_rank_matrix
 from embcompress import EmbcompressError, compress, make_config
-from embcompress.calibration import calibration_text
 from embcompress.methods import autoencoder, svd
 
 
@@ -143,48 +142,3 @@ def test_follow_up_autoencoder_keeps_every_row_norm():
     assert F.cosine_similarity(m.reconstruct(), w, dim=-1).mean() > 0.4  # best rank 8 of 24: ~0.58, random: ~0
     with pytest.raises(EmbcompressError, match="unknown activation"):
         compress(w, make_config("autoencoder", rank=8, activation="relu"))
-
-
-def test_mixed_calibration_puts_counted_tokens_in_the_hot_tier():
-    w = torch.randn(1000, 32)
-    counts = torch.zeros(1000)  # budget at ratio 3: 21,333 bytes, the cold tier takes 19,384
-    counts[[900, 901, 950]] = torch.tensor([50.0, 40.0, 30.0])
-    m = compress(w, make_config("mixed", ratio=3, importance="calibration"), row_weights=counts)
-    assert {900, 901, 950} <= set(m.hot_ids.tolist())
-    with pytest.raises(EmbcompressError, match="needs token counts"):
-        compress(w, make_config("mixed", ratio=3, importance="calibration"))
-
-
-def test_calibration_text_must_not_be_the_eval_text(data_dir, tmp_path):
-    with pytest.raises(EmbcompressError, match="is the evaluation text"):
-        calibration_text(str(data_dir / "wikitext" / "wiki.test.raw"), str(data_dir))
-    copy = tmp_path / "copy.txt"
-    copy.write_text((data_dir / "wikitext" / "wiki.test.raw").read_text())
-    with pytest.raises(EmbcompressError, match="is the evaluation text"):
-        calibration_text(str(copy), str(data_dir))
-    other = tmp_path / "other.txt"
-    other.write_text("some other text")
-    assert calibration_text(str(other), str(data_dir)) == "some other text"
-
-
-def test_tiered_calibration_and_bad_tiers():
-    w = torch.randn(2000, 32)
-    counts = torch.zeros(2000)
-    counts[1990:] = 1000.0
-    m = compress(w, make_config("tiered", ratio=8, importance="calibration", tiers="4:32,2:32,0"), row_weights=counts)
-    assert (m.tier_of_row[1990:] == 0).all()
-    # the token-id prior lifts rows the calibration text never saw: low ids (frequent) are no longer dropped
-    dropped = lambda mod: mod.tier_of_row[:100] == 2
-    mixed = compress(w, make_config("tiered", ratio=8, importance="calibration", tiers="4:32,2:32,0", prior=0.5),
-                     row_weights=counts)
-    assert dropped(m).sum() > 10 and dropped(mixed).sum() == 0 and (mixed.tier_of_row[1990:] == 0).all()
-    all_prior = compress(w, make_config("tiered", ratio=8, importance="calibration", tiers="4:32,2:32,0", prior=1.0),
-                         row_weights=counts)
-    data_free = compress(w, make_config("tiered", ratio=8, tiers="4:32,2:32,0"))
-    assert torch.equal(all_prior.tier_of_row, data_free.tier_of_row)
-    with pytest.raises(EmbcompressError, match="prior is a share"):
-        make_config("tiered", prior=1.5)
-    with pytest.raises(EmbcompressError, match="bits:group_size"):
-        make_config("tiered", tiers="4:32,x")
-    with pytest.raises(EmbcompressError, match="below what these tiers can reach"):
-        compress(w, make_config("tiered", ratio=8, tiers="4:32,3:32"))

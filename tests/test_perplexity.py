@@ -86,3 +86,39 @@ def test_bad_arguments(tiny_model):
         causal_perplexity(model, CharTokenizer(), TEXT, window=16, stride=16, progress=False)
     res = causal_perplexity(model, CharTokenizer(), TEXT, window=16, stride=15, max_tokens=61, progress=False)
     assert res.tokens_scored == 60
+
+
+def test_any_text_can_be_scored_and_bad_texts_are_refused(capsys, tiny_lm_dir, data_dir, tmp_path):
+    import json
+
+    from test_cli import ok, run
+
+    text = tmp_path / "mine.txt"
+    text.write_text("a few words of my own , scored instead of WikiText .\n" * 20)
+    mine = json.loads(ok(capsys, "eval", "perplexity", tiny_lm_dir, "--text", text, "--max-tokens", "200", "--json"))
+    wiki = json.loads(ok(capsys, "eval", "perplexity", tiny_lm_dir, "--data-dir", data_dir, "--max-tokens", "200",
+                         "--json"))
+    assert mine["data"] == f"file {text}" and wiki["data"] == "wikitext-2-raw test" and mine["value"] != wiki["value"]
+    empty = tmp_path / "empty.txt"
+    empty.write_text("  \n")
+    binary = tmp_path / "bin.txt"
+    binary.write_bytes(b"\xff\xfe\x00\x01" * 50)
+    for bad, message in ((empty, "is empty"), (binary, "not UTF-8"), (tmp_path / "nope.txt", "not found")):
+        code, _, err = run(capsys, "eval", "perplexity", tiny_lm_dir, "--text", bad)
+        assert code == 2 and message in err and err.count("error:") == 1
+
+
+def test_sweep_on_a_validation_text_refuses_it_as_calibration(capsys, tiny_lm_dir, data_dir, tmp_path):
+    from test_cli import ok, run
+
+    from embcompress.sweep import read_results
+
+    text = tmp_path / "val.txt"
+    text.write_text(" ".join(f"w{i % 97}" for i in range(3000)))
+    args = ["sweep", "--models", tiny_lm_dir, "--methods", "tiered:importance=calibration", "--ratios", "4",
+            "--max-tokens", "100", "--data-dir", data_dir, "--text", text, "--out", tmp_path / "r.jsonl"]
+    code, _, err = run(capsys, *args, "--calibration", text)
+    assert code == 2 and "is the evaluation text" in err
+    ok(capsys, *args[:-2], "--out", tmp_path / "r.jsonl")
+    rows = read_results(tmp_path / "r.jsonl")
+    assert rows and all(r["eval_options"]["text"] == str(text) and r["details"]["data"] == f"file {text}" for r in rows)

@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import unicodedata
-from pathlib import Path
 
 import torch
 
-from .data import WIKITEXT_TEST, data_dir, squad_dev_articles
 from .errors import EmbcompressError
+from .texts import DEFAULT_PERPLEXITY_TEXT, TEXTS, read_text
 
-NAMED = {"squad-contexts": "the paragraphs of SQuAD v1.1 dev (Wikipedia, disjoint from WikiText-2 test)"}
-EVAL_FILES = (WIKITEXT_TEST,)
-REPORTED_ON = {"squad-contexts": ("squad",)}  # evaluations that report on a named calibration text
+# evaluations that report on SQuAD dev: no text cut from it may calibrate them
+REPORTED_ON = {name: ("squad",) for name in TEXTS if name.startswith("squad-")}
+NGRAM = 8  # words; an 8-word run shared by two unrelated texts is rare
+MAX_SHARED = 0.2  # refuse a calibration text more than this share of whose n-grams are in an evaluation text
 
 
 def check_disjoint(source: str | None, evals) -> None:
@@ -21,10 +21,6 @@ def check_disjoint(source: str | None, evals) -> None:
     if clash:
         raise EmbcompressError(f"--calibration {source} is the text the {clash[0]} evaluation reports on; "
                                "calibrate on another text (a file of your own)")
-
-
-NGRAM = 8  # words; an 8-word run shared by two unrelated texts is rare
-MAX_SHARED = 0.2  # refuse a calibration text more than this share of whose n-grams are in an evaluation text
 
 
 def _words(text: str) -> list[str]:
@@ -42,39 +38,30 @@ def shared_share(calibration: str, evaluation: str) -> float:
     return len(calib & _ngrams(_words(evaluation))) / len(calib) if calib else 0.0
 
 
-def check_not_evaluation_text(text: str, source: str, explicit_data_dir: str | None = None) -> None:
+def check_not_evaluation_text(text: str, source: str, explicit_data_dir: str | None = None,
+                              evaluation_texts=(DEFAULT_PERPLEXITY_TEXT,)) -> None:
     """Compare by content, not by bytes: a copy with one more space, a BOM or only a prefix is still
     the evaluation text."""
-    base = data_dir(explicit_data_dir)
-    for rel in EVAL_FILES:
-        ev = base / rel if base else None
-        if ev is None or not ev.is_file():
-            continue
-        share = shared_share(text, ev.read_text(encoding="utf-8", errors="replace"))
-        if share > MAX_SHARED:
-            raise EmbcompressError(f"calibration text {source} is the evaluation text {rel} or repeats it ({share:.0%} of its "
-                                   f"{NGRAM}-word runs occur there); tune on other text (e.g. --calibration squad-contexts)")
-
-
-def calibration_text(source: str, explicit_data_dir: str | None = None) -> str:
-    """``squad-contexts`` or a path to a text file; refused when it is (largely) an evaluation text."""
-    if source == "squad-contexts":
-        text = "\n".join(p["context"] for a in squad_dev_articles(explicit_data_dir) for p in a["paragraphs"])
-    else:
-        path = Path(source)
-        if not path.is_file():
-            raise EmbcompressError(f"calibration text {source} not found; give a text file or one of: {', '.join(NAMED)}")
+    for name in evaluation_texts:
+        if name == source:
+            raise EmbcompressError(f"calibration text {source} is the evaluation text; tune on other text")
         try:
-            text = path.read_text(encoding="utf-8")
-        except UnicodeDecodeError:
-            raise EmbcompressError(f"calibration text {source} is not UTF-8 text; give a plain text file") from None
-        except OSError as e:
-            raise EmbcompressError(f"calibration text {source} cannot be read ({e.strerror}); give a readable file") from None
-        if "\x00" in text:
-            raise EmbcompressError(f"calibration text {source} holds NUL bytes (a binary file?); give a plain text file")
-        if not _words(text):
-            raise EmbcompressError(f"calibration text {source} is empty; give a text with words to count tokens on")
-    check_not_evaluation_text(text, source, explicit_data_dir)
+            evaluation = read_text(name, explicit_data_dir)
+        except EmbcompressError:
+            continue  # an evaluation text that is not there cannot be copied either
+        share = shared_share(text, evaluation)
+        if share > MAX_SHARED:
+            label = TEXTS[name].description if name in TEXTS else name
+            raise EmbcompressError(f"calibration text {source} is the evaluation text {label} or repeats it ({share:.0%} "
+                                   f"of its {NGRAM}-word runs occur there); tune on other text (e.g. --calibration "
+                                   "squad-contexts)")
+
+
+def calibration_text(source: str, explicit_data_dir: str | None = None,
+                     evaluation_texts=(DEFAULT_PERPLEXITY_TEXT,)) -> str:
+    """A named text (``embcompress.texts``) or a UTF-8 file; refused when it is (largely) an evaluation text."""
+    text = read_text(source, explicit_data_dir)
+    check_not_evaluation_text(text, source, explicit_data_dir, evaluation_texts)
     return text
 
 

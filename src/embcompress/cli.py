@@ -189,10 +189,18 @@ json_option = click.option("--json", "as_json", is_flag=True, help="Print the re
 @click.option("--max-tokens", type=int, default=None, help="Score only the first N tokens (quick runs).")
 @click.option("--window", type=int, default=None, help="Window length (default: model context, capped at 1024).")
 @click.option("--stride", type=int, default=None, help="Stride (default: half the window).")
+@click.option("--text", default=None, help="Score this text instead: a named text (see embcompress.texts: "
+              "squad-val, sst2-train, mrpc-train, ...) or any UTF-8 file.")
 @json_option
-def perplexity(model, data_dir, max_tokens, window, stride, as_json):
-    """Causal-LM perplexity of MODEL (name, folder or compressed folder) on WikiText-2 raw test."""
-    _run_evaluation("perplexity", model, _settings(data_dir, max_tokens, window, stride), as_json, lambda r: (
+def perplexity(model, data_dir, max_tokens, window, stride, text, as_json):
+    """Causal-LM perplexity of MODEL (name, folder or compressed folder) on WikiText-2 raw test (or --text)."""
+    settings = _settings(data_dir, max_tokens, window, stride)
+    if text is not None:
+        from .texts import read_text
+
+        read_text(text, data_dir)  # a missing, empty or binary text fails before the model loads
+        settings.extra["text"] = text
+    _run_evaluation("perplexity", model, settings, as_json, lambda r: (
         f"{model}: perplexity {r['value']:.4f} over {r['tokens_scored']:,} tokens (window {r['window']}, "
         f"stride {r['stride']}, bos {r['bos']}), {r['tokens_per_second']:.0f} tokens/s"))
 
@@ -200,10 +208,14 @@ def perplexity(model, data_dir, max_tokens, window, stride, as_json):
 @eval_group.command()
 @click.argument("model")
 @data_dir_option
+@click.option("--text", default=None, help="Sentence pairs: stsb-dev (default, reported) or stsb-train (validation).")
 @json_option
-def sts(model, data_dir, as_json):
+def sts(model, data_dir, text, as_json):
     """Zero-shot STS-B dev Spearman ×100 of MODEL (a sentence encoder, e.g. minilm-l6)."""
-    _run_evaluation("sts", model, _settings(data_dir, None, None, None), as_json, lambda r: (
+    settings = _settings(data_dir, None, None, None)
+    if text is not None:
+        settings.extra["text"] = text
+    _run_evaluation("sts", model, settings, as_json, lambda r: (
         f"{model}: STS-B dev Spearman {r['value']:.2f} (Pearson {r['pearson']:.2f}, {r['pairs']} pairs)"))
 
 
@@ -290,8 +302,10 @@ def squad_cmd(model, data_dir, as_json, **finetune):
               help="Text for token importance (squad-contexts or a file); refused if it is the evaluation text.")
 @click.option("--finetune-option", "finetune_opts", multiple=True,
               help="GLUE/SQuAD setting key=value, repeatable (e.g. max_train_examples=1000, epochs=2).")
+@click.option("--text", default=None, help="What perplexity (or STS: sentence pairs) is measured on: a named "
+              "validation text (squad-val, sst2-train, mrpc-train, stsb-train) or a UTF-8 file; default the reported one.")
 def sweep(models, methods_, ratios, evals, scope, max_tokens, window, stride, data_dir, out, plot_path, calibration,
-          finetune_opts):
+          finetune_opts, text):
     """Run models × methods × ratios × evaluations, then print the table and write the plot.
 
     With no options this is the main job: smollm2-135m, SVD and the paper's autoencoder (fast
@@ -312,6 +326,8 @@ def sweep(models, methods_, ratios, evals, scope, max_tokens, window, stride, da
     for r in ratio_values:
         check_ratio(r)
     settings = _settings(data_dir, max_tokens or None, window, stride)
+    if text is not None:
+        settings.extra["text"] = text
     if finetune_opts:
         from .evaluate.registry import get_evaluation
 

@@ -131,7 +131,10 @@ def run_sweep(models: list[str], methods: list[MethodSpec], ratios: list[float],
 
     check_disjoint(calibration, evals)
     settings = settings or EvalSettings()
-    calib = calibration_text(calibration, settings.data_dir) if calibration else None
+    from .texts import DEFAULT_PERPLEXITY_TEXT
+
+    evaluated_on = [settings.extra.get("text", DEFAULT_PERPLEXITY_TEXT)]
+    calib = calibration_text(calibration, settings.data_dir, evaluated_on) if calibration else None
     for ev in evals:
         get_evaluation(ev)
     with results_lock(out):

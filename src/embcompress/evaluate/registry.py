@@ -36,19 +36,24 @@ class Evaluation:
 
 
 def _perplexity(model, tokenizer, s: EvalSettings) -> dict[str, Any]:
-    from ..data import wikitext2_test
+    from ..texts import DEFAULT_PERPLEXITY_TEXT, TEXTS, read_text
     from .perplexity import causal_perplexity
 
-    res = causal_perplexity(model, tokenizer, wikitext2_test(s.data_dir), window=s.window, stride=s.stride,
+    text = s.extra.get("text", DEFAULT_PERPLEXITY_TEXT)  # in the cell's options only when not the default
+    res = causal_perplexity(model, tokenizer, read_text(text, s.data_dir), window=s.window, stride=s.stride,
                             max_tokens=s.max_tokens, progress=s.progress)
-    return {"value": res.perplexity, "data": "wikitext-2-raw test", **res.as_dict()}
+    label = "wikitext-2-raw test" if text == DEFAULT_PERPLEXITY_TEXT else (text if text in TEXTS else f"file {text}")
+    return {"value": res.perplexity, "data": label, **res.as_dict()}
 
 
 def _sts(model, tokenizer, s: EvalSettings) -> dict[str, Any]:
-    from .sts import sts_zero_shot, stsb_dev
+    from ..texts import DEFAULT_PAIRS, read_pairs
+    from .sts import sts_zero_shot
 
-    res = sts_zero_shot(model, tokenizer, *stsb_dev(s.data_dir), progress=s.progress)
-    return {"value": res.spearman, "pearson": res.pearson, "pairs": res.pairs, "data": "STS-B dev"}
+    pairs = s.extra.get("text", DEFAULT_PAIRS)
+    res = sts_zero_shot(model, tokenizer, *read_pairs(pairs, s.data_dir), progress=s.progress)
+    return {"value": res.spearman, "pearson": res.pearson, "pairs": res.pairs,
+            "data": "STS-B dev" if pairs == DEFAULT_PAIRS else pairs}
 
 
 def _mlm(model, tokenizer, s: EvalSettings) -> dict[str, Any]:
