@@ -9,9 +9,9 @@ EC=.venv/bin/embcompress
 R=benchmarks/results
 CAL="--calibration squad-contexts"
 BEST="tiered-rank1:importance=calibration"
-# half the data-free prior mixed into the counts (chosen on SST-2/MRPC text: benchmarks/prior_probe.py)
+# half the data-free prior mixed into the counts (chosen on SST-2/MRPC text: benchmarks/prior_probe.sh)
 ROBUST="tiered-rank1:importance=calibration,prior=0.5"
-# shape-gain PQ tiers in place of int2/int1 (chosen on SST-2/MRPC text, prior_probe.py)
+# shape-gain PQ tiers in place of int2/int1 (chosen on SST-2/MRPC text, prior_probe.sh)
 PQT="tiered-pq:importance=calibration,prior=0.5"
 # minilm-l6, zero-shot STS-B
 $EC sweep --models minilm-l6 --evals sts --methods "int:bits=4;int:bits=3;int:bits=2;tiered;mixed" --ratios 8,16 \
@@ -57,13 +57,13 @@ section() {  # title, results name
 | gemma3-270m ≥ 8×, ≤ +5 % | `tiered-pq` calibrated, prior 0.5, 8×: +4.9 % (+5.0 % in pareto.md, run on two threads instead of one; `tiered-rank1` +4.96 %; narrow passes on 4096 tokens) | yes |
 | gemma3-270m ≥ 16×, ≤ +15 % | `tiered-pq` calibrated, prior 0.5, 16×: +13.9 % (`tiered-rank1`: +24.9 %) | yes |
 | minilm-l6 ≥ 8×, ≥ 86.2 | `mixed` 8×: 86.51 (shape-gain `pq` 8 values a byte, 13.6×: 86.36) | yes |
-| minilm-l6 ≥ 16×, ≥ 85.5 | `mixed:cold_sub_dim=12` 16×: 85.74 (chosen on STS-B train, [minilm_probe.py](minilm_probe.py)) | yes |
+| minilm-l6 ≥ 16×, ≥ 85.5 | `mixed:cold_sub_dim=12` 16×: 85.74 (chosen on STS-B train, [minilm_probe.sh](minilm_probe.sh)) | yes |
 | smollm2-135m tied ≥ 4×, ≤ +5 % | `tiered-rank1` calibrated, prior 0.5, 4×: +4.3 % (`tiered-pq` +4.9 %) | yes |
 | gemma3-270m tied ≥ 4×, ≤ +5 % | `tiered-pq` calibrated, prior 0.5, 4×: +2.1 % (`tiered-rank1` +2.8 %) | yes |
 
 Calibration counts alone (prior 0) did worse on every LM row here than on the validation text
 (SmolLM2 8×: +15.6 % against +6.3 %): WikiText-2's own tokens (" @", " \n", " )") are missing from
-SQuAD contexts. `prior=0.5` was chosen on SST-2/MRPC text ([prior_probe.py](prior_probe.py)), not here.
+SQuAD contexts. `prior=0.5` was chosen on SST-2/MRPC text ([prior_probe.sh](prior_probe.sh)), not here.
 STATUS
   section "minilm-l6, zero-shot STS-B dev Spearman ×100 (targets: ≥ 86.2 at ≥ 8×, ≥ 85.5 at ≥ 16×)" minilm-sts
   section "smollm2-135m, input scope, first 8192 WikiText-2 test tokens (targets: ≤ +3 % at ≥ 8×, ≤ +10 % at ≥ 16×)" smollm2-input

@@ -134,7 +134,7 @@ class CompressedEmbedding(nn.Module):
         # A padding row that was exactly zero stays exactly zero.
         self.zero_padding_row = bool(zero_padding_row)
         self.output_dtype = output_dtype
-        # Rows share a large common part (SmolLM2: the column means hold 45 % of the energy); a method
+        # Rows share a large common part (SmolLM2: see quality_per_byte.md); a method
         # that compresses ``W − mean`` spends its levels on what differs. The mean is stored in fp16.
         self.centered = bool(centered)
         if self.centered:

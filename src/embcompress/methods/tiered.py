@@ -234,6 +234,6 @@ def fit(weight: torch.Tensor, config: TieredConfig, row_weights: torch.Tensor | 
 register_method(NAME, config=TieredConfig, fit=fit, module=TieredEmbedding, presets={
     # finer tiers over a rank-1 part (chosen on validation text: benchmarks/quality_per_byte.md)
     "tiered-rank1": {"tiers": "8:32,4:32,3:32,3:64,2:32,2:64,1:32,1:64,0", "rank": 1},
-    # shape-gain PQ rows at 2 and 1 bits a value in place of the int2/int1 tiers (benchmarks/prior_probe.py)
+    # shape-gain PQ rows at 2 and 1 bits a value in place of the int2/int1 tiers (benchmarks/prior_probe.sh)
     "tiered-pq": {"tiers": "8:32,4:32,3:32,3:64,pq4,pq8,0", "rank": 1},
 })
