@@ -37,6 +37,7 @@ class SquadSettings(FinetuneSettings):
     lr: float = 3e-5
     batch_size: int = 16
     epochs: float = 3
+    # answer extraction: the best start/end pairs considered, and the longest answer kept
     n_best: int = 20
     max_answer_length: int = 30
 

@@ -98,6 +98,7 @@ class AutoencoderEmbedding(CompressedEmbedding):
     """Kept part of the autoencoder: a code table (V×k) and the decoder Linear(k → d) (+ ELU)."""
 
     method = NAME
+    shared = ("decoder.weight", "decoder.bias")
 
     def __init__(self, num_embeddings, embedding_dim, latent_dim, activation="linear", row_norms=False,
                  factor_dtype="float32", **base):
@@ -118,9 +119,6 @@ class AutoencoderEmbedding(CompressedEmbedding):
                 "factor_dtype": self.factor_dtype}
 
     paper_trains_decoder = True
-
-    def shared_names(self):
-        return ["decoder.weight", "decoder.bias"]
 
     @classmethod
     def storage(cls, config, dim):

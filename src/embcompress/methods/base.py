@@ -114,6 +114,7 @@ class CompressedEmbedding(nn.Module):
     method: ClassVar[str]
     # the paper's fine-tuning policy trains this module's shared part (the autoencoder's decoder)
     paper_trains_decoder: ClassVar[bool] = False
+    shared: ClassVar[tuple[str, ...]] = ()  # names of the tensors that serve every row
 
     def __init__(
         self,
@@ -155,7 +156,7 @@ class CompressedEmbedding(nn.Module):
 
     def shared_names(self) -> list[str]:
         """Parameters and buffers that serve every row (decoder, basis, codebooks), not one row each."""
-        return []
+        return list(self.shared)
 
     @classmethod
     def storage(cls, config, dim: int) -> Storage:

@@ -41,6 +41,7 @@ class MixedConfig:
 
 class MixedEmbedding(CompressedEmbedding):
     method = NAME
+    shared = ("cold.codebooks",)
 
     def __init__(self, num_embeddings, embedding_dim, num_hot=0, hot_bits=8, hot_group_size=32, cold_sub_dim=8, **base):
         super().__init__(num_embeddings, embedding_dim, **base)
@@ -52,9 +53,6 @@ class MixedEmbedding(CompressedEmbedding):
     def method_spec(self):
         return {"num_hot": self.num_hot, "hot_bits": self.hot.bits, "hot_group_size": self.hot.group_size,
                 "cold_sub_dim": self.cold.sub_dim}
-
-    def shared_names(self):
-        return ["cold.codebooks"]
 
     def decode(self, ids):
         out = self.cold.decode(ids)

@@ -38,6 +38,7 @@ class PqConfig:
 
 class PqEmbedding(CompressedEmbedding):
     method = NAME
+    shared = ("codebooks",)
 
     def __init__(self, num_embeddings, embedding_dim, sub_dim=4, shape_gain=True, **base):
         super().__init__(num_embeddings, embedding_dim, **base)
@@ -50,9 +51,6 @@ class PqEmbedding(CompressedEmbedding):
 
     def method_spec(self):
         return {"sub_dim": self.sub_dim, "shape_gain": self.shape_gain}
-
-    def shared_names(self):
-        return ["codebooks"]
 
     @classmethod
     def storage(cls, config, dim):

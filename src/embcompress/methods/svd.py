@@ -34,6 +34,7 @@ def rank_for_ratio(num_rows: int, dim: int, ratio: float) -> int:
 
 class SvdEmbedding(CompressedEmbedding):
     method = NAME
+    shared = ("basis",)
 
     def __init__(self, num_embeddings: int, embedding_dim: int, rank: int, factor_dtype: str = "float32", **base):
         super().__init__(num_embeddings, embedding_dim, **base)
@@ -45,9 +46,6 @@ class SvdEmbedding(CompressedEmbedding):
 
     def method_spec(self):
         return {"rank": self.rank, "factor_dtype": self.factor_dtype}
-
-    def shared_names(self):
-        return ["basis"]
 
     @classmethod
     def storage(cls, config, dim):
