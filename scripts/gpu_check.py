@@ -11,8 +11,7 @@ import time
 import torch
 import transformers as tf
 
-import embcompress
-from embcompress import compress_model, load_compressed, make_config, save_compressed
+from embcompress import compress_model, load_compressed, make_config, save_compressed  # registers the quantizer too
 
 CASES = [("svd", dict(rank=16), "tied"), ("autoencoder-fast", dict(rank=16, progress=False), "input"),
          ("int", dict(bits=4, group_size=32), "tied"), ("tiered", dict(ratio=6, tiers="4:32,2:32,0"), "tied"),

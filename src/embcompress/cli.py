@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import sys
 from pathlib import Path
@@ -74,8 +75,13 @@ def methods():
 @click.option("--overwrite", is_flag=True, help="Replace an existing output folder.")
 @click.option("--calibration", default=None,
               help="Text for token importance (squad-contexts or a file); refused if it is the evaluation text.")
+@click.option("--distill", is_flag=True, help="Then tune the compressed values against the original model on the "
+              "--calibration text (KL of next-token distributions); stored format and bytes unchanged.")
+@click.option("--distill-option", "distill_opts", multiple=True,
+              help="Distillation setting key=value, repeatable (steps, batch_size, seq_len, tokens, lr, seed).")
 @data_dir_option
-def compress(model, method, ratio, rank, opts, scope, task, out, overwrite, calibration, data_dir):
+def compress(model, method, ratio, rank, opts, scope, task, out, overwrite, calibration, distill, distill_opts,
+             data_dir):
     """Compress MODEL's input embedding and save it to --out."""
     from .methods import make_config
     from .models import load_model
@@ -92,13 +98,48 @@ def compress(model, method, ratio, rank, opts, scope, task, out, overwrite, cali
     config = make_config(method, **options)
     from .calibration import calibration_text, token_counts
 
+    distill_config = None
+    if distill or distill_opts:
+        from .distill import DistillConfig
+
+        if not distill:
+            raise EmbcompressError("--distill-option given without --distill; add --distill")
+        if calibration is None:
+            raise EmbcompressError("--distill needs a --calibration text to distil on (e.g. squad-contexts)")
+        distill_config = DistillConfig.from_options(_options(distill_opts))
     calib = calibration_text(calibration, data_dir) if calibration else None
     m, tok = load_model(model, task=task)
+    teacher = copy.deepcopy(m) if distill_config is not None else None
     counts = None if calib is None else token_counts(tok, calib, m.get_input_embeddings().num_embeddings)
     info = compress_model(m, config, scope=scope, row_weights=counts)
-    save_compressed(m, out, tokenizer=tok, overwrite=overwrite, extra={"source_model": model})
+    extra = {"source_model": model}
+    if calibration:
+        extra["calibration"] = _text_identity(calibration)
+    if teacher is not None:
+        from .distill import distill as run_distill
+
+        extra["distill"] = run_distill(m, teacher, tok, calib, distill_config)
+        del teacher
+        d = extra["distill"]
+        if d["steps"]:
+            click.echo(f"distilled {d['values']:,} values in {d['tensors']} tensors over {d['steps']} steps "
+                       f"({d['seconds']:.0f} s): {d['loss']} {d['loss_first']:.4f} → {d['loss_last']:.4f}")
+        else:
+            click.echo(f"distillation: {d['note']}")
+    save_compressed(m, out, tokenizer=tok, overwrite=overwrite, extra=extra)
     _print_sizes(info)
     click.echo(f"saved to {out}")
+
+
+def _text_identity(source: str) -> dict:
+    """A named text by name; a file by name and sha256 (so info can say what calibrated a folder)."""
+    import hashlib
+
+    from .texts import TEXTS
+
+    if source in TEXTS:
+        return {"name": source}
+    return {"file": Path(source).name, "sha256": hashlib.sha256(Path(source).read_bytes()).hexdigest()}
 
 
 def _print_sizes(info):
@@ -123,6 +164,10 @@ def info(folder, no_verify):
     _print_sizes(meta)
     click.echo(f"source model: {meta.get('source_model', '?')}  class: {meta['model_class']}")
     click.echo("config: " + json.dumps(meta.get("config", {})))
+    if "calibration" in meta:
+        click.echo("calibration: " + json.dumps(meta["calibration"]))
+    if "distill" in meta:
+        click.echo("distilled: " + json.dumps({k: v for k, v in meta["distill"].items() if k != "config"}))
     if no_verify:
         click.echo("checksums: not verified (--no-verify)")
     else:
@@ -176,7 +221,16 @@ def _run_evaluation(name: str, model: str, settings, as_json: bool, summary) -> 
 
     ev = get_evaluation(name)
     m, tok = load_any(model, task=ev.task)
+    reference = settings.reference
+    if reference is not None:
+        ours, theirs = m.get_input_embeddings().num_embeddings, reference.get_input_embeddings().num_embeddings
+        if ours != theirs:
+            raise EmbcompressError(f"the reference has {theirs:,} tokens in its vocabulary, {model} has {ours:,}; "
+                                   "give the model it was compressed from as --reference")
+        reference.to(next(m.parameters()).device)
     result = ev.run(m, tok, settings)
+    if reference is not None:
+        result["reference"] = getattr(reference, "embcompress_name", "reference")
     click.echo(json.dumps(result | {"model": model}) if as_json else summary(result))
 
 
@@ -191,10 +245,15 @@ json_option = click.option("--json", "as_json", is_flag=True, help="Print the re
 @click.option("--stride", type=int, default=None, help="Stride (default: half the window).")
 @click.option("--text", default=None, help="Score this text instead: a named text (see embcompress.texts: "
               "squad-val, sst2-train, mrpc-train, ...) or any UTF-8 file.")
+@click.option("--reference", default=None, help="Also report mean/p99 KL and top-1 agreement against this model "
+              "(default for a compressed folder: its source model, when it can be loaded).")
+@click.option("--no-reference", is_flag=True, help="Skip the closeness metrics (half the time).")
 @json_option
-def perplexity(model, data_dir, max_tokens, window, stride, text, as_json):
+def perplexity(model, data_dir, max_tokens, window, stride, text, reference, no_reference, as_json):
     """Causal-LM perplexity of MODEL (name, folder or compressed folder) on WikiText-2 raw test (or --text)."""
     settings = _settings(data_dir, max_tokens, window, stride)
+    if not no_reference:
+        settings.reference = _reference_model(model, reference)
     if text is not None:
         from .texts import read_text
 
@@ -202,7 +261,32 @@ def perplexity(model, data_dir, max_tokens, window, stride, text, as_json):
         settings.extra["text"] = text
     _run_evaluation("perplexity", model, settings, as_json, lambda r: (
         f"{model}: perplexity {r['value']:.4f} over {r['tokens_scored']:,} tokens (window {r['window']}, "
-        f"stride {r['stride']}, bos {r['bos']}), {r['tokens_per_second']:.0f} tokens/s"))
+        f"stride {r['stride']}, bos {r['bos']}), {r['tokens_per_second']:.0f} tokens/s"
+        + (f"\nagainst {r['reference']}: mean KL {r['kl_mean']:.4f} nats, p99 KL {r['kl_p99']:.4f}, "
+           f"top-1 agreement {r['top1_agreement']:.2f} %" if "kl_mean" in r else "")))
+
+
+def _reference_model(model: str, reference: str | None):
+    """The model to measure closeness against: --reference, else a compressed folder's source model."""
+    from .models import load_model
+    from .serialization import is_compressed_dir, read_meta
+
+    if reference is None and Path(model).is_dir() and is_compressed_dir(model):
+        source = read_meta(model).get("source_model")
+        if not isinstance(source, str):
+            return None
+        try:
+            ref, _ = load_model(source, task="causal-lm")
+        except EmbcompressError as e:
+            click.echo(f"note: no closeness metrics, the source model {source} cannot be loaded ({e})", err=True)
+            return None
+        ref.embcompress_name = source
+        return ref
+    if reference is None:
+        return None
+    ref, _ = load_model(reference, task="causal-lm")
+    ref.embcompress_name = reference
+    return ref
 
 
 @eval_group.command()

@@ -132,6 +132,8 @@ def gather_int(packed, scales, offsets, ids, bits: int, group: int, mul: float, 
     """k-bit codes decoded as ``(code·mul + add)·scale (+ offset)`` per group; None: use torch ops."""
     if 8 % bits == 0 and group % (8 // bits):  # a group must hold whole bytes
         return None
+    if scales.dtype != torch.float16 or (offsets is not None and offsets.dtype != torch.float16):
+        return None  # fp32 while distillation tunes them: the torch ops serve
     ext = _usable(packed, scales, offsets, ids, out=out)
     if ext is None:
         return None
@@ -152,7 +154,7 @@ def gather_pq(codes, table, sq, norms, ids, out=None, rows=None, add_to=False):
     """Centroids from ``table`` (S·256, sub), rescaled to ``norms`` when given (``sq``: each table row's
     squared norm); None: use torch ops."""
     ext = _usable(codes, table, ids, out=out)
-    if ext is None:
+    if ext is None or (norms is not None and norms.dtype != torch.float16):
         return None
     sq = _NONE if sq is None else sq.contiguous()
     norms = _NONE.half() if norms is None else norms.contiguous()

@@ -32,9 +32,19 @@ class PerplexityResult:
     bos: bool
     seconds: float
     tokens_per_second: float
+    # closeness to a reference model on the same tokens (llama.cpp's --kl-divergence numbers)
+    kl_mean: float | None = None  # mean KL(reference || model) per scored token, nats
+    kl_p99: float | None = None
+    top1_agreement: float | None = None  # % of scored positions with the same argmax
 
     def as_dict(self):
-        return asdict(self)
+        return {k: v for k, v in asdict(self).items() if v is not None}
+
+
+def token_kl(reference_logits: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+    """KL(reference || model) per position, in nats, from two (..., V) logit tensors."""
+    ref = F.log_softmax(reference_logits.float(), dim=-1)
+    return (ref.exp() * (ref - F.log_softmax(logits.float(), dim=-1))).sum(-1)
 
 
 def adds_bos(tokenizer) -> bool:
@@ -48,7 +58,9 @@ def model_context(model) -> int | None:
 
 
 def causal_perplexity(model, tokenizer, text: str, window: int | None = None, stride: int | None = None,
-                      max_tokens: int | None = None, progress: bool = True) -> PerplexityResult:
+                      max_tokens: int | None = None, progress: bool = True, reference=None) -> PerplexityResult:
+    """Sliding-window perplexity; with ``reference`` (e.g. the uncompressed model) also the mean and
+    99th-percentile KL to it per token and the top-1 agreement, on the same scored positions."""
     if max_tokens is not None and max_tokens < 2:
         raise EmbcompressError(f"--max-tokens must be at least 2 (got {max_tokens})")
     context = model_context(model)
@@ -78,6 +90,7 @@ def causal_perplexity(model, tokenizer, text: str, window: int | None = None, st
     device = next(model.parameters()).device
     keep_arg = "logits_to_keep" in inspect.signature(model.forward).parameters
     total_nll, scored, prev_end = 0.0, 0, 0
+    kls, agree = [], 0
     starts = list(range(0, len(ids), stride))
     t0 = time.perf_counter()
     bar = tqdm(total=len(ids), desc="perplexity", unit="tok", disable=not progress, leave=False)
@@ -87,10 +100,16 @@ def causal_perplexity(model, tokenizer, text: str, window: int | None = None, st
             chunk = torch.tensor([bos + ids[begin:end]], device=device)
             # first text position to score: not yet scored, and with at least one token before it
             first = max(prev_end, begin if bos else max(begin, 1)) - begin + len(bos)
-            if keep_arg:  # the output head only for positions that are scored: the head dominates large vocabularies
-                logits = model(input_ids=chunk, logits_to_keep=chunk.shape[1] - first + 1).logits[0, :-1].float()
-            else:
-                logits = model(input_ids=chunk).logits[0, first - 1 : -1].float()
+            def scored_logits(m):
+                if keep_arg:  # the output head only for positions that are scored: it dominates large vocabularies
+                    return m(input_ids=chunk, logits_to_keep=chunk.shape[1] - first + 1).logits[0, :-1].float()
+                return m(input_ids=chunk).logits[0, first - 1 : -1].float()
+
+            logits = scored_logits(model)
+            if reference is not None:
+                ref = scored_logits(reference)
+                kls.append(token_kl(ref, logits).cpu())
+                agree += int((ref.argmax(-1) == logits.argmax(-1)).sum())
             total_nll += F.cross_entropy(logits, chunk[0, first:], reduction="sum").item()
             scored += chunk.shape[1] - first
             bar.update(end - prev_end)
@@ -100,4 +119,10 @@ def causal_perplexity(model, tokenizer, text: str, window: int | None = None, st
     bar.close()
     seconds = time.perf_counter() - t0
     nll = total_nll / scored
-    return PerplexityResult(math.exp(nll), nll, scored, window, stride, bool(bos), seconds, scored / seconds)
+    closeness = {}
+    if reference is not None:
+        kl = torch.cat(kls).double()
+        closeness = dict(kl_mean=kl.mean().item(), kl_p99=torch.quantile(kl, 0.99).item(),
+                         top1_agreement=100.0 * agree / scored)
+    return PerplexityResult(math.exp(nll), nll, scored, window, stride, bool(bos), seconds, scored / seconds,
+                            **closeness)

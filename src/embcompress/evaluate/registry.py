@@ -16,6 +16,8 @@ class EvalSettings:
     stride: int | None = None
     progress: bool = True
     extra: dict[str, Any] = field(default_factory=dict)
+    # a model to measure closeness to (KL, top-1 agreement); not part of a cell's recorded options
+    reference: Any = field(default=None, repr=False, compare=False)
 
 
 @dataclass
@@ -41,7 +43,7 @@ def _perplexity(model, tokenizer, s: EvalSettings) -> dict[str, Any]:
 
     text = s.extra.get("text", DEFAULT_PERPLEXITY_TEXT)  # in the cell's options only when not the default
     res = causal_perplexity(model, tokenizer, read_text(text, s.data_dir), window=s.window, stride=s.stride,
-                            max_tokens=s.max_tokens, progress=s.progress)
+                            max_tokens=s.max_tokens, progress=s.progress, reference=s.reference)
     label = "wikitext-2-raw test" if text == DEFAULT_PERPLEXITY_TEXT else (text if text in TEXTS else f"file {text}")
     return {"value": res.perplexity, "data": label, **res.as_dict()}
 

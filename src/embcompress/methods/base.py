@@ -141,6 +141,12 @@ class CompressedEmbedding(nn.Module):
         if self.centered:
             self.register_buffer("center", torch.zeros(embedding_dim, dtype=torch.float16))
 
+    @staticmethod
+    def tracks_grad(*tensors: torch.Tensor | None) -> bool:
+        """Whether autograd must see these tensors (distillation, fine-tuning): decode paths then use
+        out-of-place ops, which give the same floats as the in-place ones used for plain lookups."""
+        return torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
+
     # -- what subclasses provide -------------------------------------------------------------
     def decode(self, ids: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
         raise NotImplementedError

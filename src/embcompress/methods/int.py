@@ -97,14 +97,19 @@ class IntEmbedding(CompressedEmbedding):
         mul, add = self._code_values()
         offsets = self._offsets()
         out = kernels.gather_int(self.packed, self.scales, offsets, ids, self.bits, self.group_size, mul, add)
-        if out is None:  # same floats through torch ops (GPU, or no compiler)
+        grad = self.tracks_grad(self.scales, offsets, getattr(self, "norms", None))
+        if out is None:  # same floats through torch ops (GPU, no compiler, or gradients)
             out = unpack_float(self.packed[ids], self.bits, self.embedding_dim, mul, add)
             grouped = out.unflatten(-1, (-1, self.group_size))
-            grouped.mul_(self.scales[ids].float().unsqueeze(-1))
+            scale = self.scales[ids].float().unsqueeze(-1)
+            grouped = grouped * scale if grad else grouped.mul_(scale)
             if offsets is not None:
-                grouped.add_(offsets[ids].float().unsqueeze(-1))
+                offset = offsets[ids].float().unsqueeze(-1)
+                grouped = grouped + offset if grad else grouped.add_(offset)
+            out = grouped.flatten(-2)
         if self.row_norms:  # measured on SmolLM2: int2 loses a fifth less perplexity with its norms kept
-            out.mul_((self.norms[ids].float() / out.norm(dim=-1).clamp_min(1e-12)).unsqueeze(-1))
+            factor = (self.norms[ids].float() / out.norm(dim=-1).clamp_min(1e-12)).unsqueeze(-1)
+            out = out * factor if grad else out.mul_(factor)
         return out
 
 

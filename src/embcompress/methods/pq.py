@@ -82,8 +82,11 @@ class PqEmbedding(CompressedEmbedding):
         offsets = self._table_offsets(self.codes[ids])  # (..., S)
         out = F.embedding(offsets, table).flatten(-2)  # (..., d)
         if self.shape_gain:
-            recon_norm = F.embedding_bag(offsets.reshape(-1, offsets.shape[-1]), sq.unsqueeze(-1), mode="sum").sqrt_()
-            factor = norms[ids].float().reshape(-1, 1) / recon_norm.clamp_min_(1e-12)
+            recon_norm = F.embedding_bag(offsets.reshape(-1, offsets.shape[-1]), sq.unsqueeze(-1), mode="sum")
+            if self.tracks_grad(self.codebooks, norms):  # distillation: out of place, same floats
+                factor = norms[ids].float().reshape(-1, 1) / recon_norm.sqrt().clamp_min(1e-12)
+                return out * factor.reshape(*ids.shape, 1)
+            factor = norms[ids].float().reshape(-1, 1) / recon_norm.sqrt_().clamp_min_(1e-12)
             out.mul_(factor.reshape(*ids.shape, 1))
         return out
 
