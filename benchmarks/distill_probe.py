@@ -2,7 +2,8 @@
 SQuAD v1.1 dev articles 0-23 (squad-calib), perplexity and closeness on the first 4096 tokens of
 articles 24-47 (squad-val). Never WikiText-2.
 
-Regenerate: .venv/bin/python benchmarks/distill_probe.py METHOD RATIO [key=value ...]   (one line per run)
+Regenerate: .venv/bin/python benchmarks/distill_probe.py METHOD RATIO [key=value ...]   (one line per run;
+d_KEY=VALUE sets a distillation option, e.g. d_steps=40 d_lr=0.0005)
 """
 
 import copy

@@ -37,6 +37,9 @@ class DistillConfig:
     seq_len: int = 256
     tokens: int = 262144  # calibration tokens drawn from (the windows each step samples from)
     lr: float = 0.003  # Adam, relative: each tensor's step size is lr × its mean absolute value
+    # tensors that serve every row (PQ codebooks, low-rank bases, decoders) move this much slower: Adam
+    # steps every element of them each step, whichever few rows the batch's gradient came from
+    shared_lr: float = 0.1
     # windows of the calibration text held out of training: every eval_every steps the values with the
     # lowest loss on them are kept (the starting values included, so distillation never ends worse there)
     held_out: int = 8
@@ -52,6 +55,8 @@ class DistillConfig:
             raise EmbcompressError("distill option seq_len must be at least 2")
         if not self.lr > 0:
             raise EmbcompressError(f"distill option lr must be positive (got {self.lr})")
+        if not 0 <= self.shared_lr:
+            raise EmbcompressError(f"distill option shared_lr must not be negative (got {self.shared_lr})")
 
     @classmethod
     def from_options(cls, options: dict[str, Any]) -> "DistillConfig":
@@ -72,11 +77,14 @@ def compressed_modules(model: nn.Module) -> list[CompressedEmbedding]:
 
 
 @contextlib.contextmanager
-def continuous_parameters(modules: list[nn.Module]) -> Iterator[list[nn.Parameter]]:
-    """Every floating-point tensor of ``modules`` as a trainable fp32 Parameter, for the duration;
-    then each goes back to its own dtype and kind (buffer or frozen parameter)."""
-    changed: list[tuple[nn.Module, str, bool, torch.dtype, nn.Parameter]] = []
+def continuous_parameters(modules: list[nn.Module]) -> Iterator[list[tuple[nn.Parameter, bool]]]:
+    """Every floating-point tensor of ``modules`` as a trainable fp32 Parameter, with whether it serves
+    every row (the module's ``shared`` names), for the duration; then each goes back to its own dtype
+    and kind (buffer or frozen parameter)."""
+    changed: list[tuple[nn.Module, str, bool, torch.dtype, nn.Parameter, bool]] = []
     seen: set[int] = set()
+    shared_ids = {id(t) for top in modules for m in top.modules() if isinstance(m, CompressedEmbedding)
+                  for name, t in m.state_dict(keep_vars=True).items() if name in set(m.shared_names()) | {"center"}}
     for top in modules:
         for module in top.modules():
             tensors = [(name, t, True) for name, t in module._buffers.items()]
@@ -89,11 +97,11 @@ def continuous_parameters(modules: list[nn.Module]) -> Iterator[list[nn.Paramete
                 if is_buffer:
                     del module._buffers[name]
                 module._parameters[name] = p
-                changed.append((module, name, is_buffer, t.dtype, p))
+                changed.append((module, name, is_buffer, t.dtype, p, id(t) in shared_ids))
     try:
-        yield [c[-1] for c in changed]
+        yield [(c[4], c[5]) for c in changed]
     finally:
-        for module, name, is_buffer, dtype, p in changed:
+        for module, name, is_buffer, dtype, p, _ in changed:
             value = p.detach().to(dtype)
             del module._parameters[name]
             if is_buffer:
@@ -173,10 +181,12 @@ def distill(student: nn.Module, teacher: nn.Module, tokenizer, text: str, config
     history: list[float] = []
     t0 = time.perf_counter()
     try:
-        with continuous_parameters(modules) as params:
-            if not params:
+        with continuous_parameters(modules) as tuned:
+            if not tuned:
                 return {"steps": 0, "tensors": 0, "values": 0, "note": "nothing continuous to tune (e.g. gguf blocks)"}
-            groups = [{"params": [p], "lr": config.lr * float(p.detach().abs().mean().clamp_min(1e-8))} for p in params]
+            params = [p for p, _ in tuned]
+            groups = [{"params": [p], "lr": config.lr * (config.shared_lr if shared else 1.0)
+                       * float(p.detach().abs().mean().clamp_min(1e-8))} for p, shared in tuned]
             optimizer = torch.optim.Adam(groups)
             best = (held_out_distance(student, teacher, held, causal), 0, [p.detach().clone() for p in params])
             start_held = best[0]
