@@ -214,7 +214,7 @@ def _settings(data_dir, max_tokens, window, stride):
 
 
 
-def _run_evaluation(name: str, model: str, settings, as_json: bool, summary) -> None:
+def _run_evaluation(name: str, model: str, settings, as_json: bool) -> None:
     """Load MODEL (name, folder or compressed folder) for evaluation NAME, run it, print the result."""
     from .evaluate.registry import get_evaluation
     from .models import load_any
@@ -231,7 +231,7 @@ def _run_evaluation(name: str, model: str, settings, as_json: bool, summary) -> 
     result = ev.run(m, tok, settings)
     if reference is not None:
         result["reference"] = getattr(reference, "embcompress_name", "reference")
-    click.echo(json.dumps(result | {"model": model}) if as_json else summary(result))
+    click.echo(json.dumps(result | {"model": model}) if as_json else ev.summary(result, model))
 
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
@@ -259,11 +259,7 @@ def perplexity(model, data_dir, max_tokens, window, stride, text, reference, no_
 
         read_text(text, data_dir)  # a missing, empty or binary text fails before the model loads
         settings.extra["text"] = text
-    _run_evaluation("perplexity", model, settings, as_json, lambda r: (
-        f"{model}: perplexity {r['value']:.4f} over {r['tokens_scored']:,} tokens (window {r['window']}, "
-        f"stride {r['stride']}, bos {r['bos']}), {r['tokens_per_second']:.0f} tokens/s"
-        + (f"\nagainst {r['reference']}: mean KL {r['kl_mean']:.4f} nats, p99 KL {r['kl_p99']:.4f}, "
-           f"top-1 agreement {r['top1_agreement']:.2f} %" if "kl_mean" in r else "")))
+    _run_evaluation("perplexity", model, settings, as_json)
 
 
 def _reference_model(model: str, reference: str | None):
@@ -299,8 +295,7 @@ def sts(model, data_dir, text, as_json):
     settings = _settings(data_dir, None, None, None)
     if text is not None:
         settings.extra["text"] = text
-    _run_evaluation("sts", model, settings, as_json, lambda r: (
-        f"{model}: STS-B dev Spearman {r['value']:.2f} (Pearson {r['pearson']:.2f}, {r['pairs']} pairs)"))
+    _run_evaluation("sts", model, settings, as_json)
 
 
 @eval_group.command("mlm-perplexity")
@@ -312,9 +307,7 @@ def mlm_perplexity_cmd(model, data_dir, max_lines, as_json):
     """Masked-LM pseudo-perplexity of MODEL with the paper's protocol (e.g. bert-base-uncased)."""
     settings = _settings(data_dir, None, None, None)
     settings.extra["max_lines"] = max_lines
-    _run_evaluation("mlm-perplexity", model, settings, as_json, lambda r: (
-        f"{model}: masked-LM pseudo-perplexity {r['value']:.3f} over {r['masked_tokens']:,} masked tokens "
-        f"in {r['lines']:,} lines"))
+    _run_evaluation("mlm-perplexity", model, settings, as_json)
 
 
 def finetune_options(f):
@@ -351,10 +344,7 @@ def glue_cmd(task, model, data_dir, as_json, **finetune):
     from .evaluate.glue import get_task
 
     name = f"glue-{get_task(task).name}"  # an unknown task fails before any model is loaded
-    metrics = ("matthews", "accuracy", "f1", "pearson", "spearman")
-    _run_evaluation(name, model, _finetune_settings(data_dir, **finetune), as_json, lambda r: (
-        f"{model} {r['task']} dev ({r['dev_examples']} examples, trained on {r['train_examples']}): "
-        + ", ".join(f"{k} {r[k]:.2f}" for k in metrics if k in r)))
+    _run_evaluation(name, model, _finetune_settings(data_dir, **finetune), as_json)
 
 
 @eval_group.command("squad")
@@ -364,9 +354,7 @@ def glue_cmd(task, model, data_dir, as_json, **finetune):
 @json_option
 def squad_cmd(model, data_dir, as_json, **finetune):
     """Fine-tune a span head on SQuAD v1.1 (dev split by article) and report exact match and F1."""
-    _run_evaluation("squad", model, _finetune_settings(data_dir, **finetune), as_json, lambda r: (
-        f"{model} squad ({r['eval_examples']} questions, trained on {r['train_examples']}): "
-        f"exact match {r['exact_match']:.2f}, F1 {r['f1']:.2f}\n{r['split']}"))
+    _run_evaluation("squad", model, _finetune_settings(data_dir, **finetune), as_json)
 
 
 @cli.command()

@@ -29,6 +29,7 @@ class Evaluation:
     run: Callable[..., dict[str, Any]]  # (model, tokenizer, settings) -> {"value": ..., **details}
     trains: bool = False  # fine-tunes the model it is given (the sweep hands it a copy)
     options: Callable[[], type] | None = None  # its typed settings class (fine-tuning), for checking options early
+    summary: Callable[[dict[str, Any], str], str] = lambda r, model: f"{model}: {r['value']}"  # one line for people
 
     def check_options(self, options: dict[str, Any]) -> None:
         """Fail on an option this evaluation does not take, before any cell runs."""
@@ -96,13 +97,44 @@ def _squad(model, tokenizer, s: EvalSettings) -> dict[str, Any]:
     return run_squad(model, tokenizer, settings, s.data_dir)
 
 
+def _perplexity_summary(r, model):
+    line = (f"{model}: perplexity {r['value']:.4f} over {r['tokens_scored']:,} tokens (window {r['window']}, "
+            f"stride {r['stride']}, bos {r['bos']}), {r['tokens_per_second']:.0f} tokens/s")
+    if "kl_mean" in r:
+        line += (f"\nagainst {r['reference']}: mean KL {r['kl_mean']:.4f} nats, p99 KL {r['kl_p99']:.4f}, "
+                 f"top-1 agreement {r['top1_agreement']:.2f} %")
+    return line
+
+
+def _sts_summary(r, model):
+    return f"{model}: {r['data']} Spearman {r['value']:.2f} (Pearson {r['pearson']:.2f}, {r['pairs']} pairs)"
+
+
+def _mlm_summary(r, model):
+    return (f"{model}: masked-LM pseudo-perplexity {r['value']:.3f} over {r['masked_tokens']:,} masked tokens "
+            f"in {r['lines']:,} lines")
+
+
+def _glue_summary(r, model):
+    metrics = ("matthews", "accuracy", "f1", "pearson", "spearman")
+    return (f"{model} {r['task']} dev ({r['dev_examples']} examples, trained on {r['train_examples']}): "
+            + ", ".join(f"{k} {r[k]:.2f}" for k in metrics if k in r))
+
+
+def _squad_summary(r, model):
+    return (f"{model} squad ({r['eval_examples']} questions, trained on {r['train_examples']}): "
+            f"exact match {r['exact_match']:.2f}, F1 {r['f1']:.2f}\n{r['split']}")
+
+
 EVALUATIONS: dict[str, Evaluation] = {
-    "perplexity": Evaluation("perplexity", "causal-lm", "perplexity", False, _perplexity),
-    "sts": Evaluation("sts", "encoder", "spearman x100", True, _sts),
-    "mlm-perplexity": Evaluation("mlm-perplexity", "masked-lm", "pseudo-perplexity", False, _mlm),
-    **{f"glue-{t}": Evaluation(f"glue-{t}", "encoder", m, True, _glue(t), trains=True, options=_glue_settings)
+    "perplexity": Evaluation("perplexity", "causal-lm", "perplexity", False, _perplexity, summary=_perplexity_summary),
+    "sts": Evaluation("sts", "encoder", "spearman x100", True, _sts, summary=_sts_summary),
+    "mlm-perplexity": Evaluation("mlm-perplexity", "masked-lm", "pseudo-perplexity", False, _mlm, summary=_mlm_summary),
+    **{f"glue-{t}": Evaluation(f"glue-{t}", "encoder", m, True, _glue(t), trains=True, options=_glue_settings,
+                               summary=_glue_summary)
        for t, m in (("cola", "matthews"), ("sst2", "accuracy"), ("mrpc", "f1"), ("stsb", "spearman"), ("rte", "accuracy"))},
-    "squad": Evaluation("squad", "encoder", "f1 (article split)", True, _squad, trains=True, options=_squad_settings),
+    "squad": Evaluation("squad", "encoder", "f1 (article split)", True, _squad, trains=True, options=_squad_settings,
+                        summary=_squad_summary),
 }
 
 
