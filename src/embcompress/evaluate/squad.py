@@ -13,7 +13,7 @@ import collections
 import random
 import re
 import string
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import torch
@@ -31,14 +31,16 @@ SPLIT = "SQuAD v1.1 dev split by article: train on articles 0-35 (8123 questions
 
 @dataclass
 class SquadSettings(FinetuneSettings):
-    # the paper's SQuAD settings (its batch 16 was 2 x 8 with accumulation)
+    """The paper's SQuAD settings: windows over long contexts, its own learning rate and batch (its 16
+    was 2 × 8 with accumulation), and how answers are extracted."""
+
     max_length: int = 384
     doc_stride: int = 128
-    lr: float = 3e-5
-    batch_size: int = 16
-    epochs: float = 3
-    # answer extraction: the best start/end pairs considered, and the longest answer kept
-    n_best: int = 20
+    # where SQuAD's values differ from GLUE's (FinetuneSettings)
+    lr: float = field(default=3e-5)
+    batch_size: int = field(default=16)
+    epochs: float = field(default=3)
+    n_best: int = 20  # the best start/end pairs considered
     max_answer_length: int = 30
 
 
