@@ -25,3 +25,21 @@ def test_calibration_text_must_not_be_the_eval_text(data_dir, tmp_path):
     other = tmp_path / "other.txt"
     other.write_text("some other text")
     assert calibration_text(str(other), str(data_dir)) == "some other text"
+
+
+def test_named_mixes_and_second_reported_texts():
+    from embcompress import EmbcompressError
+    from embcompress.calibration import check_disjoint
+    from embcompress.data import data_file
+    from embcompress.texts import read_text
+
+    if data_file("glue/QNLI/dev.tsv") is None or data_file("squad/dev-v1.1.json.zip") is None:
+        pytest.skip("needs ../shared/data")
+    glue = read_text("glue")  # the alias of glue-train
+    assert glue == read_text("glue-train") and "parental units" in glue  # SST-2's first training sentence
+    assert "Our friends won't buy this analysis" in glue  # CoLA's (a file without a header)
+    mix = read_text("squad+glue")
+    assert mix.startswith(read_text("squad-contexts")) and mix.endswith(glue)
+    assert read_text("qnli-dev").startswith("What came into force") and "PCCW" in read_text("mrpc-test")
+    with pytest.raises(EmbcompressError, match="the squad evaluation reports on"):
+        check_disjoint("squad+glue", ["perplexity", "squad"])

@@ -7,7 +7,7 @@ import unicodedata
 import torch
 
 from .errors import EmbcompressError
-from .texts import DEFAULT_PERPLEXITY_TEXT, TEXTS, read_text
+from .texts import ALIASES, DEFAULT_PERPLEXITY_TEXT, TEXTS, read_text
 
 # evaluations that report on SQuAD dev: no text cut from it may calibrate them
 REPORTED_ON = {name: ("squad",) for name in TEXTS if name.startswith("squad-")}
@@ -17,7 +17,8 @@ MAX_SHARED = 0.2  # refuse a calibration text more than this share of whose n-gr
 
 def check_disjoint(source: str | None, evals) -> None:
     """Refuse a sweep whose calibration text is the text one of its evaluations reports on."""
-    clash = [e for e in evals if e in REPORTED_ON.get(source, ())]
+    parts = [] if source is None else [ALIASES.get(p, p) for p in source.split("+")]
+    clash = [e for e in evals for p in parts if e in REPORTED_ON.get(p, ())]
     if clash:
         raise EmbcompressError(f"--calibration {source} is the text the {clash[0]} evaluation reports on; "
                                "calibrate on another text (a file of your own)")

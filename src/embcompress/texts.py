@@ -31,15 +31,25 @@ def _squad(articles: slice):
     return lambda data_dir: "\n".join(p["context"] for a in squad_dev_articles(data_dir)[articles] for p in a["paragraphs"])
 
 
-def _glue_sentences(task: str, column: str):
+def _glue_sentences(task: str, *columns: str | int, split: str = "train"):
+    """Sentences of GLUE ``task``'s ``split``: named columns of a headed file, or column numbers (CoLA)."""
     def read(data_dir):
-        path = data_file(f"glue/{task}/train.tsv", data_dir)
+        relative = f"glue/{task}/{split}.tsv"
+        path = data_file(relative, data_dir)
         if path is None:
-            raise EmbcompressError(f"glue/{task}/train.tsv not found in the data dir; point --data-dir at the GLUE data")
-        with open(path, newline="", encoding="utf-8") as f:
-            return "\n".join(row[column].strip() for row in csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE))
+            raise EmbcompressError(f"{relative} not found in the data dir; point --data-dir at the GLUE data")
+        with open(path, newline="", encoding="utf-8-sig") as f:
+            if isinstance(columns[0], int):
+                rows = [dict(enumerate(r)) for r in csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE)]
+            else:
+                rows = list(csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE))
+        return "\n".join(row[c].strip() for row in rows for c in columns if row.get(c))
 
     return read
+
+
+def _joined(*readers):
+    return lambda data_dir: "\n".join(read(data_dir) for read in readers)
 
 
 TEXTS: dict[str, NamedText] = {
@@ -51,7 +61,16 @@ TEXTS: dict[str, NamedText] = {
     "sst2-train": NamedText("validation", "GLUE SST-2 training sentences (movie-review fragments)",
                             _glue_sentences("SST-2", "sentence")),
     "mrpc-train": NamedText("validation", "GLUE MRPC training sentences (news)", _glue_sentences("MRPC", "#1 String")),
+    "glue-train": NamedText("calibration", "GLUE training sentences: SST-2, CoLA, MRPC, RTE and STS-B", _joined(
+        _glue_sentences("SST-2", "sentence"), _glue_sentences("CoLA", 3), _glue_sentences("MRPC", "#1 String", "#2 String"),
+        _glue_sentences("RTE", "sentence1", "sentence2"), _glue_sentences("STS-B", "sentence1", "sentence2"))),
+    # a second reported text of another style that no step sees, beside WikiText-2
+    "qnli-dev": NamedText("reported", "GLUE QNLI dev questions and sentences (Wikipedia Q&A)",
+                          _glue_sentences("QNLI", "question", "sentence", split="dev")),
+    "mrpc-test": NamedText("reported", "GLUE MRPC test sentences (news)",
+                           _glue_sentences("MRPC", "#1 String", "#2 String", split="test")),
 }
+ALIASES = {"squad": "squad-contexts", "glue": "glue-train"}  # for mixes such as squad+glue
 DEFAULT_PERPLEXITY_TEXT = "wikitext2-test"
 PAIR_SETS = {"stsb-dev": ("reported", "glue/STS-B/dev.tsv", None),
              "stsb-train": ("validation", "glue/STS-B/train.tsv", 2000)}
@@ -62,6 +81,11 @@ def read_text(name_or_path: str, data_dir: str | None = None) -> str:
     """A named text or a UTF-8 file, refused in one line when missing, binary or empty."""
     if name_or_path in TEXTS:
         return TEXTS[name_or_path].read(data_dir)
+    parts = [ALIASES.get(p, p) for p in name_or_path.split("+")]
+    if len(parts) > 1 and all(p in TEXTS for p in parts):  # a named mix, e.g. squad+glue
+        return "\n".join(TEXTS[p].read(data_dir) for p in parts)
+    if name_or_path in ALIASES:
+        return TEXTS[ALIASES[name_or_path]].read(data_dir)
     path = Path(name_or_path)
     if not path.is_file():
         raise EmbcompressError(f"text {name_or_path} not found; give a UTF-8 file or one of: {', '.join(TEXTS)}")
