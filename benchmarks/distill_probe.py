@@ -41,7 +41,7 @@ def main():
           f"({(before.perplexity / base - 1) * 100:+.2f} %) -> {after.perplexity:.3f} ({(after.perplexity / base - 1) * 100:+.2f} %); "
           f"KL {before.kl_mean:.4f} -> {after.kl_mean:.4f}; top-1 {before.top1_agreement:.2f} -> {after.top1_agreement:.2f}; "
           f"held-out calib {report.get('held_out_start', 0):.4f} -> {report.get('held_out_best', 0):.4f} "
-          f"(best step {report.get('best_step')}); {time.perf_counter() - t0:.0f} s", flush=True)
+          f"(best step {report.get('best_step')}); {time.perf_counter() - t0:.0f} s; held-out by step {report.get('held_out')}", flush=True)
 
 
 if __name__ == "__main__":
