@@ -467,3 +467,13 @@ def test_builtin_conversion_is_announced(monkeypatch, tmp_path, capsys):
     monkeypatch.setattr(models, "_convert_gguf", lambda gguf, target, task: None)
     models.builtin_folder("smollm2-135m")
     assert "converting its GGUF weights once" in capsys.readouterr().err
+
+
+def test_a_tampered_tokenizer_file_is_refused(capsys, tiny_lm_dir, tmp_path):
+    from test_cli import ok
+
+    ok(capsys, "compress", tiny_lm_dir, "-m", "svd", "--rank", "4", "--out", tmp_path / "c")
+    tokenizer = tmp_path / "c" / "tokenizer.json"
+    tokenizer.write_text(tokenizer.read_text().replace('"<unk>"', '"<UNK>"', 1))
+    with pytest.raises(EmbcompressError, match="tokenizer.json does not match its recorded checksum"):
+        load_compressed(tmp_path / "c")

@@ -558,8 +558,8 @@ def load_compressed(path: str | Path, device: str | torch.device | None = None, 
     path = Path(path)
     meta = read_meta(path)
     weights = path / WEIGHTS_FILE
-    if verify:
-        verify_files(path, meta, [CONFIG_FILE, WEIGHTS_FILE])
+    if verify:  # every file of the folder, the tokenizer's too (load_any reads them next)
+        verify_files(path, meta)
     elif not weights.is_file():
         raise EmbcompressError(f"{weights} is missing; the folder is incomplete, compress the model again")
     entries, start = read_safetensors_header(weights)
