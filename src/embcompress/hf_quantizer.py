@@ -16,7 +16,6 @@ import json
 import re
 from typing import Any
 
-import torch
 from torch import nn
 from transformers.quantizers import HfQuantizer, register_quantization_config, register_quantizer
 from transformers.utils.quantization_config import QuantizationConfigMixin
@@ -74,17 +73,13 @@ class EmbcompressQuantizer(HfQuantizer):
                                    "`embcompress compress MODEL -m METHOD --out FOLDER`, then load FOLDER")
 
     def _process_model_before_weight_loading(self, model, **kwargs):
-        from .surgery import CompressedHead, _set_untied, put_input_embedding, tied_head_bias
+        from .surgery import CompressedHead, _set_untied, install_empty, tied_head_bias
 
         cfg = self.quantization_config
         sentinel = sentinel_name(model)
-        emb = empty_module(cfg.method, cfg.spec, "quantization_config")
         _set_untied(model)
-        put_input_embedding(model, emb)
-        if cfg.scope == "tied" and model.get_output_embeddings() is not None:
-            with torch.device("meta"):
-                bias = torch.empty(emb.num_embeddings) if cfg.head_bias else None
-            model.set_output_embeddings(CompressedHead(emb, bias))
+        install_empty(model, empty_module(cfg.method, cfg.spec, "quantization_config"), cfg.scope, cfg.head_bias)
+        if isinstance(model.get_output_embeddings(), CompressedHead):
             if (pair := tied_head_bias(model)) is not None:  # re-tied after loading, not read twice
                 model._keys_to_ignore_on_load_missing = set(model._keys_to_ignore_on_load_missing or ()) | {
                     re.escape(pair[0]) + "$"}
@@ -94,7 +89,7 @@ class EmbcompressQuantizer(HfQuantizer):
         return model
 
     def _process_model_after_weight_loading(self, model, **kwargs):
-        from .surgery import CompressedHead, tied_head_bias
+        from .surgery import CompressedHead, relink_head, tied_head_bias
 
         # fresh, allocator-aligned copies of the loaded (memory-mapped) tensors: BLAS then runs the same
         # kernels, with the same roundings, as on the model that was saved
@@ -105,15 +100,13 @@ class EmbcompressQuantizer(HfQuantizer):
                     if t is not None:
                         store[name] = nn.Parameter(t.detach().clone(), requires_grad=False) \
                             if isinstance(t, nn.Parameter) else t.clone()
+        relink_head(model)
         head = model.get_output_embeddings()
-        if isinstance(head, CompressedHead):  # loading assigned new tensors; keep the head on the live module
-            object.__setattr__(head, "embedding", model.get_input_embeddings())
-            if head.bias is not None and (pair := tied_head_bias(model)) is not None:
-                head.bias = model.get_parameter(pair[1])
+        if isinstance(head, CompressedHead) and head.bias is not None and (pair := tied_head_bias(model)) is not None:
+            head.bias = model.get_parameter(pair[1])
         cfg = self.quantization_config
         model.embcompress_info = {"scope": cfg.scope, "method": cfg.method, "spec": cfg.spec,
                                   "head_bias": cfg.head_bias}
-        model.get_input_embeddings().requires_grad_(False)
         return model
 
     def param_needs_quantization(self, model, param_name: str, **kwargs) -> bool:

@@ -505,7 +505,7 @@ def build_empty(path: Path, meta: dict[str, Any], entries: dict[str, dict[str, A
     tensors the file holds are checked against its state dict before any is read."""
     from accelerate import init_empty_weights
 
-    from .surgery import CompressedHead, put_input_embedding
+    from .surgery import install_empty
 
     config = load_config(path)
     check_config_against_weights(config, entries, meta["spec"], str(path / CONFIG_FILE))
@@ -519,12 +519,7 @@ def build_empty(path: Path, meta: dict[str, Any], entries: dict[str, dict[str, A
     except Exception as e:  # a config transformers itself rejects
         raise EmbcompressError(f"{path / CONFIG_FILE} does not build {meta['model_class']} "
                                f"({type(e).__name__}); compress the model again") from None
-    emb = empty_module(meta["method"], meta["spec"])
-    put_input_embedding(model, emb)
-    if meta["scope"] == "tied":
-        with torch.device("meta"):
-            bias = torch.empty(emb.num_embeddings) if meta["head_bias"] else None
-            model.set_output_embeddings(CompressedHead(emb, bias))
+    install_empty(model, empty_module(meta["method"], meta["spec"]), meta["scope"], meta["head_bias"])
     expected = model.state_dict()
     stored = set(entries) - {meta.get("sentinel")}
     wanted = set(expected) - set(meta["aliases"])
@@ -555,6 +550,8 @@ def load_compressed(path: str | Path, device: str | torch.device | None = None, 
     The dense V×d input matrix is never built: the model is made on the meta device, the compressed
     module is put in place, and the saved tensors are assigned.
     """
+    from .surgery import relink_head
+
     path = Path(path)
     meta = read_meta(path)
     weights = path / WEIGHTS_FILE
@@ -572,8 +569,7 @@ def load_compressed(path: str | Path, device: str | torch.device | None = None, 
     except RuntimeError as e:
         first = str(e).strip().splitlines()[0]
         raise EmbcompressError(f"{weights} does not fit {meta['model_class']} ({first}); compress the model again") from None
-    if meta["scope"] == "tied":  # assign=True replaced the Parameters; keep the head pointing at the live module
-        object.__setattr__(model.get_output_embeddings(), "embedding", model.get_input_embeddings())
+    relink_head(model)  # assign=True replaced the Parameters
     model.embcompress_info = {k: meta[k] for k in ("scope", "method", "config", "spec", "head_bias", "was_tied",
                                                    "before", "after") if k in meta}
     model.eval()

@@ -94,6 +94,23 @@ def put_input_embedding(model: nn.Module, emb: nn.Module) -> None:
                 return
 
 
+def install_empty(model: nn.Module, emb: CompressedEmbedding, scope: str, head_bias: bool) -> None:
+    """Put an empty (meta) compressed module in place of a model's embedding, and in tied scope a head
+    reading it, before saved weights are loaded into them (``load_compressed`` and transformers)."""
+    put_input_embedding(model, emb)
+    if scope == "tied" and model.get_output_embeddings() is not None:
+        with torch.device("meta"):
+            bias = torch.empty(emb.num_embeddings) if head_bias else None
+        model.set_output_embeddings(CompressedHead(emb, bias))
+
+
+def relink_head(model: nn.Module) -> None:
+    """After loading assigned new tensors, point a compressed head at the live input embedding."""
+    head = model.get_output_embeddings()
+    if isinstance(head, CompressedHead):
+        object.__setattr__(head, "embedding", model.get_input_embeddings())
+
+
 def tied_head_bias(model: nn.Module) -> tuple[str, str] | None:
     """(head bias name, the parameter it is tied to), e.g. BERT's decoder bias and ``cls.predictions.bias``:
     transformers ties these only while the config ties the embeddings, which a compressed model does not."""
