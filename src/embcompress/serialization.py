@@ -378,13 +378,11 @@ def read_meta(path: str | Path) -> dict[str, Any]:
     return check_meta(meta, str(path / META_FILE))
 
 
-def verify_files(path: Path, meta: dict[str, Any], names: list[str] | None = None) -> list[str]:
-    """Check the recorded sha256 of ``names`` (default: every file recorded); return what was checked."""
+def verify_files(path: Path, meta: dict[str, Any]) -> list[str]:
+    """Check every file's recorded sha256; return the names checked."""
     sums = meta["sha256"]
     checked = []
-    for name in (names if names is not None else sorted(sums)):
-        if name not in sums:
-            continue
+    for name in sorted(sums):
         f = path / name
         if not f.is_file():
             raise EmbcompressError(f"{f} is missing; the folder is incomplete, compress the model again")
@@ -426,7 +424,8 @@ def write_folder(model: nn.Module, tmp: Path, tokenizer, info: dict[str, Any], e
     config["dtype"] = str(getattr(model, "dtype", torch.float32)).removeprefix("torch.")
     (tmp / CONFIG_FILE).write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
     state, aliases = dedupe_shared(model.state_dict())
-    state[sentinel_name(model)] = SENTINEL
+    sentinel = sentinel_name(model)
+    state[sentinel] = SENTINEL
     save_file(state, str(tmp / WEIGHTS_FILE), metadata={"format": "pt", "embcompress": str(FORMAT_VERSION)})
     if tokenizer is not None:
         tokenizer.save_pretrained(tmp)
@@ -436,7 +435,7 @@ def write_folder(model: nn.Module, tmp: Path, tokenizer, info: dict[str, Any], e
         "model_class": type(model).__name__,
         **info,
         "aliases": aliases,
-        "sentinel": sentinel_name(model),
+        "sentinel": sentinel,
         **(extra or {}),
         "sha256": {name: sha256_file(tmp / name) for name in files},
     }
@@ -534,14 +533,20 @@ def build_empty(path: Path, meta: dict[str, Any], entries: dict[str, dict[str, A
     return model
 
 
+def open_folder(path: Path, verify: bool = True):
+    """(metadata, files checked, safetensors entries, data start, empty model): every check loading
+    makes, before a single weight is read."""
+    meta = read_meta(path)
+    checked = verify_files(path, meta) if verify else []  # the tokenizer's files too: load_any reads them next
+    if not (path / WEIGHTS_FILE).is_file():
+        raise EmbcompressError(f"{path / WEIGHTS_FILE} is missing; the folder is incomplete, compress the model again")
+    entries, start = read_safetensors_header(path / WEIGHTS_FILE)
+    return meta, checked, entries, start, build_empty(path, meta, entries)
+
+
 def verify_folder(path: str | Path) -> list[str]:
     """Every recorded checksum, then every structural check of loading, without reading a weight."""
-    path = Path(path)
-    meta = read_meta(path)
-    checked = verify_files(path, meta)
-    entries, _ = read_safetensors_header(path / WEIGHTS_FILE)
-    build_empty(path, meta, entries)
-    return checked
+    return open_folder(Path(path))[1]
 
 
 def load_compressed(path: str | Path, device: str | torch.device | None = None, verify: bool = True) -> nn.Module:
@@ -553,14 +558,8 @@ def load_compressed(path: str | Path, device: str | torch.device | None = None, 
     from .surgery import relink_head
 
     path = Path(path)
-    meta = read_meta(path)
+    meta, _, entries, start, model = open_folder(path, verify)
     weights = path / WEIGHTS_FILE
-    if verify:  # every file of the folder, the tokenizer's too (load_any reads them next)
-        verify_files(path, meta)
-    elif not weights.is_file():
-        raise EmbcompressError(f"{weights} is missing; the folder is incomplete, compress the model again")
-    entries, start = read_safetensors_header(weights)
-    model = build_empty(path, meta, entries)
     state = read_safetensors(weights, {k: v for k, v in entries.items() if k != meta.get("sentinel")}, start)
     for alias, source in meta["aliases"].items():
         state[alias] = state[source]
