@@ -116,6 +116,18 @@ def test_tampered_quantization_config_is_refused(tiny_model, tmp_path):
         load_compressed(out)
 
 
+def test_from_pretrained_refuses_damaged_weights_of_an_embcompress_folder(tiny_model, tmp_path):
+    model = tiny_model("llama", vocab=VOCAB)
+    compress_model(model, make_config("int", bits=4, group_size=16))
+    out = save_compressed(model, tmp_path / "c")
+    weights = out / "model.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-3] ^= 0x40  # one bit of a stored value: the file still parses, its logits would differ
+    weights.write_bytes(bytes(data))
+    with pytest.raises(embcompress.EmbcompressError, match="model.safetensors does not match its recorded checksum"):
+        tf.AutoModelForCausalLM.from_pretrained(out)
+
+
 def test_gguf_file_as_input_and_generate(capsys, tmp_path, monkeypatch):
     from conftest import write_tiny_gguf
     from test_cli import ok

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 from typing import Any
 
 from torch import nn
@@ -72,9 +73,15 @@ class EmbcompressQuantizer(HfQuantizer):
             raise EmbcompressError("an EmbcompressConfig cannot compress while loading; run "
                                    "`embcompress compress MODEL -m METHOD --out FOLDER`, then load FOLDER")
 
-    def _process_model_before_weight_loading(self, model, **kwargs):
+    def _process_model_before_weight_loading(self, model, checkpoint_files=None, **kwargs):
+        from .serialization import is_compressed_dir, read_meta, verify_files
         from .surgery import CompressedHead, _set_untied, install_empty, tied_head_bias
 
+        # a folder written by embcompress records every file's sha256: a damaged or edited one is refused
+        # here as load_compressed refuses it (folders from save_pretrained carry no checksums to check)
+        for folder in {Path(f).parent for f in checkpoint_files or ()}:
+            if is_compressed_dir(folder):
+                verify_files(folder, read_meta(folder))
         cfg = self.quantization_config
         sentinel = sentinel_name(model)
         _set_untied(model)
