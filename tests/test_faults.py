@@ -73,7 +73,13 @@ def test_dead_kernel_builder_does_not_block_the_next_run(tmp_path):
 
 # 2. --overwrite replaces only what embcompress wrote -----------------------------------------------
 
-def test_overwrite_refuses_a_user_folder_and_a_file(capsys, tiny_lm_dir, tmp_path):
+def test_overwrite_refuses_a_user_folder_and_a_file(capsys, tiny_lm_dir, tmp_path, monkeypatch):
+    import embcompress.models
+
+    def never(*a, **k):  # refused before the model loads, not after minutes of compressing
+        raise AssertionError("the model was loaded")
+
+    monkeypatch.setattr(embcompress.models, "load_model", never)
     precious = tmp_path / "precious"
     precious.mkdir()
     (precious / "notes.txt").write_text("mine")

@@ -85,11 +85,10 @@ def compress(model, method, ratio, rank, opts, scope, task, out, overwrite, cali
     """Compress MODEL's input embedding and save it to --out."""
     from .methods import make_config
     from .models import load_model
-    from .serialization import save_compressed
+    from .serialization import check_target, save_compressed
     from .surgery import compress_model
 
-    if Path(out).exists() and not overwrite:
-        raise EmbcompressError(f"{out} already exists; choose another --out or pass --overwrite")
+    check_target(out, overwrite)  # before the model loads: the same checks the save makes
     options = _options(opts)
     if ratio is not None:
         options["ratio"] = ratio

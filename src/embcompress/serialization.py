@@ -114,15 +114,14 @@ def _clean_leftovers(target: Path, owned: Callable[[Path], bool]) -> None:
             shutil.rmtree(p, ignore_errors=True)
 
 
-@contextlib.contextmanager
-def atomic_folder(target: str | Path, overwrite: bool = False,
-                  owned: Callable[[Path], bool] = lambda p: (p / META_FILE).is_file(),
-                  what: str = "an embcompress output folder") -> Iterator[Path]:
-    """Yield an empty temp folder beside ``target``; on success it replaces ``target`` in one rename.
+def _ours(path: Path) -> bool:
+    return (path / META_FILE).is_file()
 
-    Only a folder that ``owned`` recognises as ours is ever replaced (``--overwrite`` never deletes
-    a user's folder or file). On any failure nothing is left behind and an overwritten folder is kept.
-    """
+
+def check_target(target: str | Path, overwrite: bool = False, owned: Callable[[Path], bool] = _ours,
+                 what: str = "an embcompress output folder") -> Path:
+    """``target`` may be written: absent, or (with ``overwrite``) a folder ``owned`` recognises as ours.
+    Callers check before hours of work; ``atomic_folder`` checks again before writing."""
     target = Path(target)
     if target.exists() or target.is_symlink():
         if not target.is_dir() or target.is_symlink():
@@ -132,6 +131,18 @@ def atomic_folder(target: str | Path, overwrite: bool = False,
         if not owned(target):
             raise EmbcompressError(f"{target} is not {what} (no {META_FILE}); --overwrite only replaces "
                                    "embcompress outputs: choose another output folder")
+    return target
+
+
+@contextlib.contextmanager
+def atomic_folder(target: str | Path, overwrite: bool = False, owned: Callable[[Path], bool] = _ours,
+                  what: str = "an embcompress output folder") -> Iterator[Path]:
+    """Yield an empty temp folder beside ``target``; on success it replaces ``target`` in one rename.
+
+    Only a folder that ``owned`` recognises as ours is ever replaced (``--overwrite`` never deletes
+    a user's folder or file). On any failure nothing is left behind and an overwritten folder is kept.
+    """
+    target = check_target(target, overwrite, owned, what)
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         _clean_leftovers(target, owned)
@@ -258,7 +269,7 @@ def _meta_digest(meta: dict[str, Any]) -> str:
 
 
 def is_compressed_dir(path: str | Path) -> bool:
-    return (Path(path) / META_FILE).is_file()
+    return _ours(Path(path))
 
 
 def _check_json_values(value: Any, where: str, depth: int = 0) -> None:
