@@ -201,13 +201,12 @@ def eval_group():
 
 
 def _settings(data_dir, max_tokens, window, stride):
+    from .evaluate.perplexity import check_window
     from .evaluate.registry import EvalSettings
 
     if max_tokens is not None and max_tokens < 2:
         raise EmbcompressError(f"--max-tokens must be at least 2 (got {max_tokens})")
-    if window is not None and window < 2 or stride is not None and stride < 1:  # 0 never means "default"
-        raise EmbcompressError(f"--window must be at least 2 and --stride at least 1 (got window {window}, "
-                               f"stride {stride}); leave them out for the defaults")
+    check_window(window, stride)  # before any model loads
     return EvalSettings(data_dir=data_dir, max_tokens=max_tokens, window=window, stride=stride)
 
 
@@ -251,13 +250,13 @@ json_option = click.option("--json", "as_json", is_flag=True, help="Print the re
 def perplexity(model, data_dir, max_tokens, window, stride, text, reference, no_reference, as_json):
     """Causal-LM perplexity of MODEL (name, folder or compressed folder) on WikiText-2 raw test (or --text)."""
     settings = _settings(data_dir, max_tokens, window, stride)
-    if not no_reference:
-        settings.reference = _reference_model(model, reference)
     if text is not None:
         from .texts import read_text
 
-        read_text(text, data_dir)  # a missing, empty or binary text fails before the model loads
+        read_text(text, data_dir)  # a missing, empty or binary text fails before any model loads
         settings.extra["text"] = text
+    if not no_reference:
+        settings.reference = _reference_model(model, reference)
     _run_evaluation("perplexity", model, settings, as_json)
 
 

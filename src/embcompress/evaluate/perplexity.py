@@ -57,6 +57,21 @@ def model_context(model) -> int | None:
     return getattr(cfg, "max_position_embeddings", None) or getattr(cfg, "n_positions", None)
 
 
+def check_window(window: int | None, stride: int | None) -> None:
+    """0 never means "default": a window under 2 tokens or a stride under 1 is refused."""
+    if window is not None and window < 2 or stride is not None and stride < 1:
+        raise EmbcompressError(f"--window must be at least 2 and --stride at least 1 (got window {window}, "
+                               f"stride {stride}); leave them out for the defaults")
+
+
+def _scored_logits(model, chunk: torch.Tensor, first: int, keep_arg: bool) -> torch.Tensor:
+    """Logits predicting positions ``first:`` of ``chunk``; the head only for those positions when the
+    model can (the head dominates large vocabularies)."""
+    if keep_arg:
+        return model(input_ids=chunk, logits_to_keep=chunk.shape[1] - first + 1).logits[0, :-1].float()
+    return model(input_ids=chunk).logits[0, first - 1 : -1].float()
+
+
 def causal_perplexity(model, tokenizer, text: str, window: int | None = None, stride: int | None = None,
                       max_tokens: int | None = None, progress: bool = True, reference=None) -> PerplexityResult:
     """Sliding-window perplexity; with ``reference`` (e.g. the uncompressed model) also the mean and
@@ -64,9 +79,7 @@ def causal_perplexity(model, tokenizer, text: str, window: int | None = None, st
     if max_tokens is not None and max_tokens < 2:
         raise EmbcompressError(f"--max-tokens must be at least 2 (got {max_tokens})")
     context = model_context(model)
-    if window is not None and window < 2 or stride is not None and stride < 1:
-        raise EmbcompressError(f"--window must be at least 2 and --stride at least 1 (got window {window}, "
-                               f"stride {stride}); leave them out for the defaults")
+    check_window(window, stride)
     window = window if window is not None else min(context or DEFAULT_WINDOW_CAP, DEFAULT_WINDOW_CAP)
     if context is not None and window > context:
         raise EmbcompressError(f"window {window} is longer than the model's context {context}; use --window {context}")
@@ -100,14 +113,9 @@ def causal_perplexity(model, tokenizer, text: str, window: int | None = None, st
             chunk = torch.tensor([bos + ids[begin:end]], device=device)
             # first text position to score: not yet scored, and with at least one token before it
             first = max(prev_end, begin if bos else max(begin, 1)) - begin + len(bos)
-            def scored_logits(m):
-                if keep_arg:  # the output head only for positions that are scored: it dominates large vocabularies
-                    return m(input_ids=chunk, logits_to_keep=chunk.shape[1] - first + 1).logits[0, :-1].float()
-                return m(input_ids=chunk).logits[0, first - 1 : -1].float()
-
-            logits = scored_logits(model)
+            logits = _scored_logits(model, chunk, first, keep_arg)
             if reference is not None:
-                ref = scored_logits(reference)
+                ref = _scored_logits(reference, chunk, first, keep_arg)
                 kls.append(token_kl(ref, logits).cpu())
                 agree += int((ref.argmax(-1) == logits.argmax(-1)).sum())
             total_nll += F.cross_entropy(logits, chunk[0, first:], reduction="sum").item()
