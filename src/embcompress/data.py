@@ -54,17 +54,24 @@ def _online(relative: Path, explicit_dir, *args, **kwargs):
                                "point --data-dir at a folder holding it") from None
 
 
+def read_utf8(path: Path, fix: str) -> str:
+    """A text file's contents, or a one-line error ending in ``fix`` when it is not UTF-8 text."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        text = "\x00"
+    except OSError as e:
+        raise EmbcompressError(f"{path} cannot be read ({e.strerror}); {fix}") from None
+    if "\x00" in text:
+        raise EmbcompressError(f"{path} is not UTF-8 text (a binary file?); {fix}")
+    return text
+
+
 def wikitext2_test(explicit_dir: str | Path | None = None) -> str:
     """The WikiText-2 raw test split as one string, identical to ``wiki.test.raw``."""
     path = data_file(WIKITEXT_TEST, explicit_dir)
     if path is not None:
-        try:
-            text = path.read_text(encoding="utf-8")
-        except UnicodeDecodeError:
-            text = "\x00"
-        if "\x00" in text:
-            raise EmbcompressError(f"{path} is not UTF-8 text (a binary file?); replace it with the WikiText-2 raw test split")
-        return text
+        return read_utf8(path, "replace it with the WikiText-2 raw test split")
     ds = _online(WIKITEXT_TEST, explicit_dir, "wikitext", "wikitext-2-raw-v1", split="test")
     return "".join(ds["text"])  # each line keeps its newline: this is the raw file
 

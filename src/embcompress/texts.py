@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from .data import data_file, squad_dev_articles, wikitext2_test
+from .data import data_file, read_utf8, squad_dev_articles, wikitext2_test
 from .errors import EmbcompressError
 
 
@@ -89,14 +89,7 @@ def read_text(name_or_path: str, data_dir: str | None = None) -> str:
     path = Path(name_or_path)
     if not path.is_file():
         raise EmbcompressError(f"text {name_or_path} not found; give a UTF-8 file or one of: {', '.join(TEXTS)}")
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError:
-        raise EmbcompressError(f"text {name_or_path} is not UTF-8 text; give a plain text file") from None
-    except OSError as e:
-        raise EmbcompressError(f"text {name_or_path} cannot be read ({e.strerror}); give a readable file") from None
-    if "\x00" in text:
-        raise EmbcompressError(f"text {name_or_path} holds NUL bytes (a binary file?); give a plain text file")
+    text = read_utf8(path, "give a plain text file")
     if not text.split():
         raise EmbcompressError(f"text {name_or_path} is empty; give a text with words in it")
     return text

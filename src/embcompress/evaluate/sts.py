@@ -12,10 +12,8 @@ import torch.nn.functional as F
 from scipy.stats import pearsonr, spearmanr
 from tqdm.auto import tqdm
 
-from ..data import data_dir
 from ..errors import EmbcompressError
 
-STSB_DEV = Path("glue") / "STS-B" / "dev.tsv"
 STSB_COLUMNS = ("sentence1", "sentence2", "score")
 
 
@@ -41,13 +39,6 @@ def read_stsb(path: Path) -> tuple[list[str], list[str], list[float]]:
         raise EmbcompressError(f"{path} has header {header[-3:]}; expected the last columns to be {', '.join(STSB_COLUMNS)}")
     body = [r for r in rows[1:] if len(r) == len(header)]
     return [r[-3] for r in body], [r[-2] for r in body], [float(r[-1]) for r in body]
-
-
-def stsb_dev(explicit_dir: str | None = None):
-    base = data_dir(explicit_dir)
-    if base is None:
-        raise EmbcompressError(f"no data dir for {STSB_DEV}; pass --data-dir or set EMBCOMPRESS_DATA")
-    return read_stsb(base / STSB_DEV)
 
 
 @torch.inference_mode()
