@@ -42,9 +42,6 @@ class DistillConfig:
     shared_lr: float = 0.1
     # windows of the calibration text held out of training: every eval_every steps the values with the
     # lowest loss on them are kept (the starting values included, so distillation never ends worse there)
-    # "adam" normalises every element by its own gradient history; "tensor" by its tensor's (one second
-    # moment per tensor), so a row the batch barely touched moves barely
-    optimizer: str = "adam"
     held_out: int = 8
     eval_every: int = 20
     seed: int = 0
@@ -58,8 +55,6 @@ class DistillConfig:
             raise EmbcompressError("distill option seq_len must be at least 2")
         if not self.lr > 0:
             raise EmbcompressError(f"distill option lr must be positive (got {self.lr})")
-        if self.optimizer not in ("adam", "tensor"):
-            raise EmbcompressError(f"distill option optimizer must be adam or tensor (got {self.optimizer!r})")
         if not 0 <= self.shared_lr:
             raise EmbcompressError(f"distill option shared_lr must not be negative (got {self.shared_lr})")
 
@@ -113,31 +108,6 @@ def continuous_parameters(modules: list[nn.Module]) -> Iterator[list[tuple[nn.Pa
                 module.register_buffer(name, value)
             else:
                 module._parameters[name] = nn.Parameter(value, requires_grad=False)
-
-
-class TensorAdam(torch.optim.Optimizer):
-    """Adam with one second moment per tensor instead of per element: steps follow the gradient's shape
-    within a tensor, so sparse rows are not pushed as far as the rows the batch is about."""
-
-    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-12):
-        super().__init__(params, dict(lr=lr, betas=betas, eps=eps))
-
-    @torch.no_grad()
-    def step(self):
-        for group in self.param_groups:
-            b1, b2 = group["betas"]
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                state = self.state[p]
-                if not state:
-                    state["t"], state["m"], state["v"] = 0, torch.zeros_like(p), torch.zeros((), dtype=p.dtype)
-                state["t"] += 1
-                state["m"].mul_(b1).add_(p.grad, alpha=1 - b1)
-                state["v"].mul_(b2).add_(p.grad.square().mean(), alpha=1 - b2)
-                m_hat = state["m"] / (1 - b1 ** state["t"])
-                v_hat = state["v"] / (1 - b2 ** state["t"])
-                p.sub_(group["lr"] * m_hat / (v_hat.sqrt() + group["eps"]))
 
 
 def calibration_windows(tokenizer, text: str, config: DistillConfig) -> torch.Tensor:
@@ -217,7 +187,7 @@ def distill(student: nn.Module, teacher: nn.Module, tokenizer, text: str, config
             params = [p for p, _ in tuned]
             groups = [{"params": [p], "lr": config.lr * (config.shared_lr if shared else 1.0)
                        * float(p.detach().abs().mean().clamp_min(1e-8))} for p, shared in tuned]
-            optimizer = torch.optim.Adam(groups) if config.optimizer == "adam" else TensorAdam(groups)
+            optimizer = torch.optim.Adam(groups)
             best = (held_out_distance(student, teacher, held, causal), 0, [p.detach().clone() for p in params])
             start_held = best[0]
             held_history = [(0, round(best[0], 6))]

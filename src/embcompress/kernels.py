@@ -61,7 +61,7 @@ def _build() -> object:
 
     from torch.utils.cpp_extension import load
 
-    from .serialization import _pid_alive
+    from .serialization import pid_alive
 
     key = hashlib.sha256(_SOURCE.read_bytes() + " ".join(_CFLAGS + [torch.__version__]).encode()).hexdigest()[:16]
     root = _build_root()
@@ -71,7 +71,7 @@ def _build() -> object:
         return _import(library)
     root.mkdir(parents=True, exist_ok=True)
     for stale in root.glob(f".{_NAME}-*.tmp-*"):
-        if not _pid_alive(stale.name.rpartition(".tmp-")[2]):
+        if not pid_alive(stale.name.rpartition(".tmp-")[2]):
             shutil.rmtree(stale, ignore_errors=True)
     tmp = root / f".{_NAME}-{key}.tmp-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)

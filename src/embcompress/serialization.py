@@ -75,7 +75,7 @@ def _fsync_dir(folder: Path) -> None:
             os.close(fd)
 
 
-def _pid_alive(owner: str) -> bool:
+def pid_alive(owner: str) -> bool:
     pid, _, host = owner.strip().partition("@")
     if host and host != socket.gethostname():
         return True  # another machine's writer: never ours to judge
@@ -103,7 +103,7 @@ def _clean_leftovers(target: Path, owned: Callable[[Path], bool]) -> None:
         return
     for p in parent.glob(f".{target.name}.tmp-*"):
         marker = p / PARTIAL_MARKER
-        if p.is_dir() and marker.is_file() and not _pid_alive(marker.read_text(errors="replace")):
+        if p.is_dir() and marker.is_file() and not pid_alive(marker.read_text(errors="replace")):
             shutil.rmtree(p, ignore_errors=True)
     for p in sorted(parent.glob(f".{target.name}.old-*")):
         if not (p.is_dir() and owned(p)):
