@@ -210,8 +210,6 @@ def _settings(data_dir, max_tokens, window, stride):
     return EvalSettings(data_dir=data_dir, max_tokens=max_tokens, window=window, stride=stride)
 
 
-
-
 def _run_evaluation(name: str, model: str, settings, as_json: bool) -> None:
     """Load MODEL (name, folder or compressed folder) for evaluation NAME, run it, print the result."""
     from .evaluate.registry import get_evaluation

@@ -146,8 +146,6 @@ class AutoencoderEmbedding(CompressedEmbedding):
         return (hidden @ w) @ self.codes.to(hidden.dtype).T + (hidden @ b).unsqueeze(-1)
 
 
-
-
 class _Autoencoder(nn.Module):
     def __init__(self, dim: int, k: int, activation: str):
         super().__init__()

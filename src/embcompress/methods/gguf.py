@@ -103,8 +103,6 @@ def _decode_q4_0(blocks: torch.Tensor) -> torch.Tensor:
 TORCH_DECODERS = {"Q8_0": _decode_q8_0, "Q4_0": _decode_q4_0}
 
 
-
-
 def fit(weight: torch.Tensor, config: GgufConfig) -> GgufEmbedding:
     from gguf.quants import quantize
 

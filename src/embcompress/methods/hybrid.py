@@ -57,8 +57,6 @@ class HybridEmbedding(CompressedEmbedding):
         return out
 
 
-
-
 def residual_config(config: HybridConfig) -> int_.IntConfig:
     return int_.IntConfig(bits=config.bits, group_size=config.group_size, zero_point=config.zero_point)
 

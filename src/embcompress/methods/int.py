@@ -113,8 +113,6 @@ class IntEmbedding(CompressedEmbedding):
         return out
 
 
-
-
 FIT_CHUNK_ROWS = 4096
 
 

@@ -65,8 +65,6 @@ class MixedEmbedding(CompressedEmbedding):
         return out
 
 
-
-
 def cold_config(sub_dim: int, seed: int = 1) -> pq.PqConfig:
     return pq.PqConfig(sub_dim=sub_dim, shape_gain=True, seed=seed)
 

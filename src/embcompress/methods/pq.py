@@ -109,8 +109,6 @@ class PqEmbedding(CompressedEmbedding):
         return out.to(hidden.dtype)
 
 
-
-
 def check_config(config: PqConfig, dim: int) -> None:
     if dim % config.sub_dim:
         raise EmbcompressError(f"sub_dim {config.sub_dim} must divide the row length {dim}; try 2, 4 or 8")

@@ -62,8 +62,6 @@ class SvdEmbedding(CompressedEmbedding):
         return (hidden @ self.basis.to(hidden.dtype).T) @ self.codes.to(hidden.dtype).T
 
 
-
-
 def fit(weight: torch.Tensor, config: SvdConfig) -> SvdEmbedding:
     check_weight(weight)
     num_rows, dim = weight.shape

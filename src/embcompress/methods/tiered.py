@@ -142,8 +142,6 @@ class TieredEmbedding(CompressedEmbedding):
         return out.reshape(*ids.shape, self.embedding_dim)
 
 
-
-
 def importance_weights(num_rows: int, config: TieredConfig, row_weights: torch.Tensor | None) -> torch.Tensor:
     counts = calibration_counts(config.importance, row_weights)
     prior = token_id_weights(num_rows)
