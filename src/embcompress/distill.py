@@ -29,8 +29,9 @@ from .methods import CompressedEmbedding
 
 @dataclass
 class DistillConfig:
-    """Defaults chosen on validation text (SQuAD dev articles 24-47), never on WikiText-2: see
-    benchmarks/distill.md."""
+    """No default was chosen on WikiText-2 or STS-B dev. ``lr`` is the rate at which held-out windows of
+    SQuAD dev articles 0-23 improved for int2 and tiered (benchmarks/distill.md; at 0.02 they got worse);
+    steps, batch, window length, tokens and ``shared_lr`` are starting values sized for a CPU, not tuned."""
 
     steps: int = 120
     batch_size: int = 4
