@@ -162,3 +162,36 @@ def test_closeness_metrics_and_reference_refusal(capsys, tiny_lm_dir, data_dir, 
     char_tokenizer().save_pretrained(other)
     code, _, err = run(capsys, "eval", "perplexity", tmp_path / "c", "--reference", other, "--data-dir", data_dir)
     assert code == 2 and "vocabulary" in err
+
+
+def test_sweep_distils_as_its_own_cell_and_carries_closeness(capsys, tiny_lm_dir, data_dir, tmp_path):
+    from test_cli import ok, run
+
+    from embcompress.sweep import read_results
+
+    calib = tmp_path / "calib.txt"
+    calib.write_text("some calibration text about cooking and gardening, nothing like the test. " * 60)
+    results = tmp_path / "r.jsonl"
+    base = ["sweep", "--models", tiny_lm_dir, "--methods", "int:bits=2", "--max-tokens", "200", "--data-dir", data_dir,
+            "--out", results, "--calibration", calib]
+    ok(capsys, *base)
+    table = ok(capsys, *base, "--distill", "--distill-option", "steps=4", "--distill-option", "seq_len=16",
+               "--distill-option", "eval_every=2")
+    rows = read_results(results)
+    assert [(r["method"], bool(r.get("distill"))) for r in rows] == [("none", False), ("int:bits=2", False),
+                                                                       ("int:bits=2", True)]
+    plain, distilled = rows[1], rows[2]
+    assert distilled["distill"]["steps"] == 4 and distilled["distill_report"]["best_step"] in (0, 2, 4)
+    assert distilled["calibration"] == str(calib) and "calibration" not in plain  # int reads no counts
+    for r in (plain, distilled):  # compressed perplexity cells carry closeness to the uncompressed model
+        assert r["details"]["kl_mean"] > 0 and 0 < r["details"]["top1_agreement"] <= 100
+    assert "kl_mean" not in rows[0]["details"]
+    assert distilled["embedding_bytes"] == plain["embedding_bytes"]  # only values move
+    assert "| int:bits=2 +distil | input |" in table and "KL " in table
+    ok(capsys, *base, "--distill", "--distill-option", "steps=4", "--distill-option", "seq_len=16",
+       "--distill-option", "eval_every=2")
+    assert len(read_results(results)) == 3  # resumed: nothing ran again
+    code, _, err = run(capsys, *base[:-2], "--calibration", "none", "--distill")
+    assert code == 2 and "needs a --calibration" in err
+    ok(capsys, *base[:-4], "--out", tmp_path / "n.jsonl", "--no-reference")
+    assert "kl_mean" not in read_results(tmp_path / "n.jsonl")[1]["details"]

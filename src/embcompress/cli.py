@@ -12,6 +12,8 @@ import click
 from .errors import EmbcompressError
 
 DEFAULT_RESULTS = "results/sweep.jsonl"
+# the project's best method per byte on the causal LMs (benchmarks/targets.md), beside the paper's two in the main job
+BEST_METHOD = "tiered-pq:importance=calibration,prior=0.5"
 
 
 def _split(text: str) -> list[str]:
@@ -62,6 +64,19 @@ def methods():
         click.echo(f"{name}: {opts}")
 
 
+def _distill_config(distill: bool, distill_opts, calibration: str | None):
+    """The DistillConfig that --distill and --distill-option ask for, or None."""
+    if not (distill or distill_opts):
+        return None
+    from .distill import DistillConfig
+
+    if not distill:
+        raise EmbcompressError("--distill-option given without --distill; add --distill")
+    if calibration in (None, "none"):
+        raise EmbcompressError("--distill needs a --calibration text to distil on (e.g. squad-contexts)")
+    return DistillConfig.from_options(_options(distill_opts))
+
+
 @cli.command()
 @click.argument("model")
 @click.option("--method", "-m", required=True, help="Method name (see `embcompress methods`).")
@@ -97,15 +112,7 @@ def compress(model, method, ratio, rank, opts, scope, task, out, overwrite, cali
     config = make_config(method, **options)
     from .calibration import calibration_text, token_counts
 
-    distill_config = None
-    if distill or distill_opts:
-        from .distill import DistillConfig
-
-        if not distill:
-            raise EmbcompressError("--distill-option given without --distill; add --distill")
-        if calibration is None:
-            raise EmbcompressError("--distill needs a --calibration text to distil on (e.g. squad-contexts)")
-        distill_config = DistillConfig.from_options(_options(distill_opts))
+    distill_config = _distill_config(distill, distill_opts, calibration)
     calib = calibration_text(calibration, data_dir) if calibration else None
     m, tok = load_model(model, task=task)
     teacher = copy.deepcopy(m) if distill_config is not None else None
@@ -355,7 +362,7 @@ def squad_cmd(model, data_dir, as_json, **finetune):
 
 @cli.command()
 @click.option("--models", default="smollm2-135m", show_default=True, help="Comma-separated models.")
-@click.option("--methods", "methods_", default="svd,autoencoder-fast", show_default=True,
+@click.option("--methods", "methods_", default=f"svd;autoencoder-fast;{BEST_METHOD}", show_default=True,
               help="Comma-separated methods; with options (name:key=value,key=value) separate methods with ';'.")
 @click.option("--ratios", default="2.5,5,10", show_default=True, help="Comma-separated target ratios.")
 @click.option("--evals", default="perplexity", show_default=True, help="Comma-separated evaluations.")
@@ -366,18 +373,24 @@ def squad_cmd(model, data_dir, as_json, **finetune):
 @data_dir_option
 @click.option("--out", default=DEFAULT_RESULTS, show_default=True, type=click.Path(), help="Results JSONL (appended, resumable).")
 @click.option("--plot", "plot_path", default=None, type=click.Path(), help="Plot PNG (default: next to --out).")
-@click.option("--calibration", default=None,
-              help="Text for token importance (squad-contexts or a file); refused if it is the evaluation text.")
+@click.option("--calibration", default="squad-contexts", show_default=True,
+              help="Text for token importance, read only by methods that use it (a named text, a mix such as "
+              "squad+glue, or a file; 'none' for none); refused if it is the evaluation text.")
+@click.option("--distill", is_flag=True, help="Distil every compressed cell against its model on the calibration text "
+              "(recorded as its own cell, so the same sweep without it is the ablation).")
+@click.option("--distill-option", "distill_opts", multiple=True, help="Distillation setting key=value, repeatable.")
+@click.option("--no-reference", is_flag=True, help="Skip KL and top-1 agreement to the uncompressed model (faster).")
 @click.option("--finetune-option", "finetune_opts", multiple=True,
               help="GLUE/SQuAD setting key=value, repeatable (e.g. max_train_examples=1000, epochs=2).")
 @click.option("--text", default=None, help="What perplexity (or STS: sentence pairs) is measured on: a named "
               "validation text (squad-val, sst2-train, mrpc-train, stsb-train) or a UTF-8 file; default the reported one.")
 def sweep(models, methods_, ratios, evals, scope, max_tokens, window, stride, data_dir, out, plot_path, calibration,
-          finetune_opts, text):
+          distill, distill_opts, no_reference, finetune_opts, text):
     """Run models × methods × ratios × evaluations, then print the table and write the plot.
 
-    With no options this is the main job: smollm2-135m, SVD and the paper's autoencoder (fast
-    preset) at CR 2.5, 5, 10, perplexity on the first 8192 tokens of WikiText-2 raw test.
+    With no options this is the main job: smollm2-135m, SVD, the paper's autoencoder (fast preset) and
+    the project's best method at CR 2.5, 5, 10, perplexity on the first 8192 tokens of WikiText-2 raw
+    test, with KL and top-1 agreement to the uncompressed model.
     """
     from .report import report
     from .sweep import MethodSpec, run_sweep
@@ -403,9 +416,11 @@ def sweep(models, methods_, ratios, evals, scope, max_tokens, window, stride, da
         training = [get_evaluation(e) for e in _split(evals) if get_evaluation(e).trains]
         for ev in training or [get_evaluation(_split(evals)[0])]:
             ev.check_options(settings.extra["finetune"])  # each with its own settings: fail now, not hours later
+    distill_config = _distill_config(distill, distill_opts, calibration)
     try:
         run_sweep(_split(models), specs, ratio_values, _split(evals), out, scope=scope, settings=settings,
-                  log=lambda s: click.echo(s, err=True), calibration=calibration)
+                  log=lambda s: click.echo(s, err=True), calibration=None if calibration == "none" else calibration,
+                  distill=distill_config, reference=not no_reference)
     except KeyboardInterrupt:
         click.echo(f"interrupted; finished cells are kept in {out}: run the same command again to resume", err=True)
         sys.exit(130)

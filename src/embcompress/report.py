@@ -16,7 +16,15 @@ OTHER_METRICS = ("exact_match", "f1", "accuracy", "matthews", "pearson", "spearm
 def _others(r: dict[str, Any]) -> str:
     details = r.get("details") or {}
     headline = details.get("metric")
-    return ", ".join(f"{k} {details[k]:.2f}" for k in OTHER_METRICS if k in details and k != headline) or "–"
+    parts = [f"{k} {details[k]:.2f}" for k in OTHER_METRICS if k in details and k != headline]
+    if "kl_mean" in details:  # closeness to the uncompressed model (perplexity cells)
+        parts.append(f"KL {details['kl_mean']:.4f}, top-1 {details['top1_agreement']:.1f} %")
+    return ", ".join(parts) or "–"
+
+
+def method_label(r: dict[str, Any]) -> str:
+    """The method as written, marked when the cell was distilled against its model."""
+    return r["method"] + (" +distil" if r.get("distill") else "")
 
 
 def _latest(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -38,13 +46,13 @@ def markdown_table(rows: list[dict[str, Any]]) -> str:
         "| model | eval | method | scope | target ratio | params ratio | bytes vs fp16 | value | vs uncompressed | also | fit s |",
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
-    order = sorted(rows, key=lambda r: (r["model"], r["eval"], r["method"] != UNCOMPRESSED, r["method"],
+    order = sorted(rows, key=lambda r: (r["model"], r["eval"], r["method"] != UNCOMPRESSED, method_label(r),
                                         r.get("ratio_target") or 0))
     for r in order:
         ref = base.get((r["model"], r["eval"], r.get("max_tokens")))
         delta = "" if ref is None or r["method"] == UNCOMPRESSED else _delta(r["value"], ref, r.get("higher_is_better", True))
         lines.append(
-            f"| {r['model']} | {r['eval']} | {r['method']} | {r['scope']} | {r.get('ratio_target') or '–'} | "
+            f"| {r['model']} | {r['eval']} | {method_label(r)} | {r['scope']} | {r.get('ratio_target') or '–'} | "
             f"{r['embedding_ratio']:.2f}× | {r[RATIO_KEY]:.2f}× | {r['value']:.4g} | {delta} | {_others(r)} | "
             f"{r.get('fit_seconds', '–')} |"
         )
@@ -54,7 +62,7 @@ def markdown_table(rows: list[dict[str, Any]]) -> str:
 def line_label(row: dict[str, Any]) -> str:
     """One line per method: variants without a target ratio (int:bits=8 … int:bits=1) join their
     family's line, where each is one point of bytes against quality."""
-    name = row["method"] if row.get("ratio_target") is not None else row["method"].split(":")[0]
+    name = method_label(row) if row.get("ratio_target") is not None else row["method"].split(":")[0]
     return name if row["scope"] == "input" else f"{name} ({row['scope']} scope)"
 
 

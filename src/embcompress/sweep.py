@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 import fcntl
 import json
 import os
@@ -52,6 +53,9 @@ class MethodSpec:
     def label(self) -> str:
         return self.name + ("" if not self.options else ":" + ",".join(f"{k}={v}" for k, v in self.options))
 
+    def uses_calibration(self) -> bool:
+        return self.name != UNCOMPRESSED and uses_calibration(make_config(self.name, **dict(self.options)))
+
     def takes_ratio(self) -> bool:
         if self.name == UNCOMPRESSED:
             return False
@@ -60,7 +64,9 @@ class MethodSpec:
 
 def cell_key(row: dict[str, Any]) -> tuple:
     options = json.dumps(row.get("eval_options") or {}, sort_keys=True)
-    return (row["model"], row["method"], row.get("ratio_target"), row["scope"], row["eval"], row.get("max_tokens"), options)
+    distilled = json.dumps(row.get("distill") or {}, sort_keys=True)  # with and without: two cells
+    return (row["model"], row["method"], row.get("ratio_target"), row["scope"], row["eval"], row.get("max_tokens"),
+            options, distilled)
 
 
 def read_results(path: str | Path) -> list[dict[str, Any]]:
@@ -125,12 +131,18 @@ def results_lock(out: str | Path):
 
 def run_sweep(models: list[str], methods: list[MethodSpec], ratios: list[float], evals: list[str], out: str | Path,
               scope: str = "input", settings: EvalSettings | None = None, log=print,
-              calibration: str | None = None) -> list[dict[str, Any]]:
-    """``calibration`` (a text, never the evaluation text) gives token counts to methods that use them."""
+              calibration: str | None = None, distill=None, reference: bool = True) -> list[dict[str, Any]]:
+    """``calibration`` (a text, never the evaluation text) gives token counts to methods that use them and,
+    with ``distill`` (a ``DistillConfig``), the text every compressed cell is distilled on. ``reference``:
+    perplexity cells also report KL and top-1 agreement to the uncompressed model."""
     from .calibration import calibration_text, check_disjoint
 
-    check_disjoint(calibration, evals)
     settings = settings or EvalSettings()
+    reads_text = distill is not None or any(m.uses_calibration() for m in methods)
+    if distill is not None and not calibration:
+        raise EmbcompressError("--distill needs a --calibration text to distil on (e.g. squad-contexts)")
+    calibration = calibration if reads_text else None  # a default text no method reads is not loaded
+    check_disjoint(calibration, evals)
     from .texts import DEFAULT_PERPLEXITY_TEXT
 
     evaluated_on = [settings.extra.get("text", DEFAULT_PERPLEXITY_TEXT)]
@@ -138,16 +150,23 @@ def run_sweep(models: list[str], methods: list[MethodSpec], ratios: list[float],
     for ev in evals:
         get_evaluation(ev)
     with results_lock(out):
-        return _run_cells(models, methods, ratios, evals, out, scope, settings, log, calibration, calib)
+        return _run_cells(models, methods, ratios, evals, out, scope, settings, log, calibration, calib, distill,
+                          reference)
 
 
-def _run_cells(models, methods, ratios, evals, out, scope, settings, log, calibration, calib):
+def _distill_fields(distill) -> dict[str, Any]:
+    return {} if distill is None else {k: v for k, v in dataclasses.asdict(distill).items() if k != "progress"}
+
+
+def _run_cells(models, methods, ratios, evals, out, scope, settings, log, calibration, calib, distill, reference):
     from .calibration import token_counts
 
     done = {cell_key(r) for r in read_results(out)}
     cells = list(plan(models, methods, ratios, evals))
     options = json.dumps(settings.extra or {}, sort_keys=True)
-    todo = [c for c in cells if (c[0], c[1].label, c[2], scope, c[3], settings.max_tokens, options) not in done]
+    distilled = json.dumps(_distill_fields(distill), sort_keys=True)
+    todo = [c for c in cells if (c[0], c[1].label, c[2], scope, c[3], settings.max_tokens, options,
+                                 distilled if c[1].name != UNCOMPRESSED else "{}") not in done]
     log(f"{len(cells)} cells, {len(cells) - len(todo)} already in {out}, {len(todo)} to run")
     loaded: dict[tuple[str, str], Any] = {}
     calib_counts: dict[str, Any] = {}
@@ -183,12 +202,23 @@ def _run_cells(models, methods, ratios, evals, out, scope, settings, log, calibr
                 continue
             row["fit_seconds"] = round(time.perf_counter() - t0, 2)
             row["config"] = info["config"]
+            if distill is not None:
+                from .distill import distill as run_distill
+
+                log(f"[{i}/{len(todo)}] {model_name} {method.label} ratio={ratio}: distilling on {calibration} ...")
+                report = run_distill(model, base, tokenizer, calib, distill)
+                row["distill"] = _distill_fields(distill)
+                row["distill_report"] = {k: v for k, v in report.items() if k != "config"}
+                row["calibration"] = calibration
             row.update(size_fields(info["before"], info["after"], model))
         else:
             sizes = size_report(model)
             row.update(size_fields(sizes, sizes, model))
         log(f"[{i}/{len(todo)}] {model_name} {method.label} ratio={ratio} {ev_name} ...")
-        result = ev.run(model, tokenizer, settings)
+        cell_settings = settings
+        if reference and ev.name == "perplexity" and method.name != UNCOMPRESSED:
+            cell_settings = dataclasses.replace(settings, reference=base)  # closeness to the uncompressed model
+        result = ev.run(model, tokenizer, cell_settings)
         row.update(value=result.pop("value"), details=result, machine=machine(),
                    finished=time.strftime("%Y-%m-%dT%H:%M:%S"))
         append_result(out, row)
