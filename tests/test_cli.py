@@ -190,3 +190,23 @@ def test_one_option_grammar_for_cli_and_sweeps():
         "tiered", {"tiers": "4:32,2:32,0", "importance": "calibration", "prior": 0.5})
     assert parse_option("tiers=8:32,pq4,0") == ("tiers", "8:32,pq4,0")
     assert parse_method("svd") == ("svd", {})
+
+
+def test_sweep_on_two_texts_compresses_once_and_keeps_a_cell_each(capsys, tiny_lm_dir, data_dir, tmp_path, monkeypatch):
+    import embcompress.sweep as sweep_module
+
+    fits = []
+    real = sweep_module.compress_model
+    monkeypatch.setattr(sweep_module, "compress_model", lambda *a, **k: fits.append(1) or real(*a, **k))
+    a, b = tmp_path / "a.txt", tmp_path / "b.txt"
+    a.write_text(" ".join(f"w{i % 97}" for i in range(2000)))
+    b.write_text(" ".join(f"x{i % 31}" for i in range(2000)))
+    results = tmp_path / "r.jsonl"
+    ok(capsys, "sweep", "--models", tiny_lm_dir, "--methods", "svd", "--ratios", "2,4", "--max-tokens", "100",
+       "--data-dir", data_dir, "--text", f"{a},{b}", "--out", results)
+    rows = read_results(results)
+    assert [(r["method"], r["ratio_target"], r["eval_options"]["text"]) for r in rows] == [
+        ("none", None, str(a)), ("none", None, str(b)), ("svd", 2.0, str(a)), ("svd", 2.0, str(b)),
+        ("svd", 4.0, str(a)), ("svd", 4.0, str(b))]
+    assert len(fits) == 2  # one fit per (method, ratio), whatever the number of texts
+    assert rows[2]["value"] != rows[3]["value"] and rows[2]["fit_seconds"] == rows[3]["fit_seconds"]

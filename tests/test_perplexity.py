@@ -119,6 +119,6 @@ def test_sweep_on_a_validation_text_refuses_it_as_calibration(capsys, tiny_lm_di
             "--max-tokens", "100", "--data-dir", data_dir, "--text", text, "--out", tmp_path / "r.jsonl"]
     code, _, err = run(capsys, *args, "--calibration", text)
     assert code == 2 and "is the evaluation text" in err
-    ok(capsys, *args[:-2], "--out", tmp_path / "r.jsonl")
+    ok(capsys, *args[:-2], "--out", tmp_path / "r.jsonl", "--calibration", "none")
     rows = read_results(tmp_path / "r.jsonl")
     assert rows and all(r["eval_options"]["text"] == str(text) and r["details"]["data"] == f"file {text}" for r in rows)

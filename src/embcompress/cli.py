@@ -382,8 +382,9 @@ def squad_cmd(model, data_dir, as_json, **finetune):
 @click.option("--no-reference", is_flag=True, help="Skip KL and top-1 agreement to the uncompressed model (faster).")
 @click.option("--finetune-option", "finetune_opts", multiple=True,
               help="GLUE/SQuAD setting key=value, repeatable (e.g. max_train_examples=1000, epochs=2).")
-@click.option("--text", default=None, help="What perplexity (or STS: sentence pairs) is measured on: a named "
-              "validation text (squad-val, sst2-train, mrpc-train, stsb-train) or a UTF-8 file; default the reported one.")
+@click.option("--text", default=None, help="What perplexity (or STS: sentence pairs) is measured on, comma-separated "
+              "for several (one cell each, the model compressed once): a named text (qnli-dev, squad-val, ...) or a "
+              "UTF-8 file; default the reported one.")
 def sweep(models, methods_, ratios, evals, scope, max_tokens, window, stride, data_dir, out, plot_path, calibration,
           distill, distill_opts, no_reference, finetune_opts, text):
     """Run models × methods × ratios × evaluations, then print the table and write the plot.
@@ -407,8 +408,6 @@ def sweep(models, methods_, ratios, evals, scope, max_tokens, window, stride, da
     for r in ratio_values:
         check_ratio(r)
     settings = _settings(data_dir, max_tokens or None, window, stride)
-    if text is not None:
-        settings.extra["text"] = text
     if finetune_opts:
         from .evaluate.registry import get_evaluation
 
@@ -420,7 +419,7 @@ def sweep(models, methods_, ratios, evals, scope, max_tokens, window, stride, da
     try:
         run_sweep(_split(models), specs, ratio_values, _split(evals), out, scope=scope, settings=settings,
                   log=lambda s: click.echo(s, err=True), calibration=None if calibration == "none" else calibration,
-                  distill=distill_config, reference=not no_reference)
+                  distill=distill_config, reference=not no_reference, texts=_split(text) if text else None)
     except KeyboardInterrupt:
         click.echo(f"interrupted; finished cells are kept in {out}: run the same command again to resume", err=True)
         sys.exit(130)

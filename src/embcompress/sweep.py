@@ -98,15 +98,16 @@ def machine() -> str:
     return f"{platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, {platform.python_version()}"
 
 
-def plan(models, methods: list[MethodSpec], ratios, evals) -> Iterator[tuple[str, MethodSpec, float | None, str]]:
+def plan(models, methods: list[MethodSpec], ratios, evals, texts=(None,)
+         ) -> Iterator[tuple[str, MethodSpec, float | None, str, str | None]]:
+    """Cells in build order: every evaluation (and text) of one compressed model follows the other, so
+    each model is compressed (and distilled) once."""
     for model in models:
-        for ev in evals:
-            yield model, MethodSpec(UNCOMPRESSED), None, ev
-            for method in methods:
-                if method.name == UNCOMPRESSED:
-                    continue
-                for ratio in (ratios if method.takes_ratio() else [None]):
-                    yield model, method, ratio, ev
+        for method in [MethodSpec(UNCOMPRESSED)] + [m for m in methods if m.name != UNCOMPRESSED]:
+            for ratio in (ratios if method.takes_ratio() else [None]):
+                for ev in evals:
+                    for text in texts:
+                        yield model, method, ratio, ev, text
 
 
 @contextlib.contextmanager
@@ -131,10 +132,12 @@ def results_lock(out: str | Path):
 
 def run_sweep(models: list[str], methods: list[MethodSpec], ratios: list[float], evals: list[str], out: str | Path,
               scope: str = "input", settings: EvalSettings | None = None, log=print,
-              calibration: str | None = None, distill=None, reference: bool = True) -> list[dict[str, Any]]:
+              calibration: str | None = None, distill=None, reference: bool = True,
+              texts: list[str] | None = None) -> list[dict[str, Any]]:
     """``calibration`` (a text, never the evaluation text) gives token counts to methods that use them and,
     with ``distill`` (a ``DistillConfig``), the text every compressed cell is distilled on. ``reference``:
-    perplexity cells also report KL and top-1 agreement to the uncompressed model."""
+    perplexity cells also report KL and top-1 agreement to the uncompressed model. ``texts``: what
+    perplexity (or STS: sentence pairs) is measured on, one cell each (default: the reported text)."""
     from .calibration import calibration_text, check_disjoint
 
     settings = settings or EvalSettings()
@@ -145,79 +148,66 @@ def run_sweep(models: list[str], methods: list[MethodSpec], ratios: list[float],
     check_disjoint(calibration, evals)
     from .texts import DEFAULT_PERPLEXITY_TEXT
 
-    evaluated_on = [settings.extra.get("text", DEFAULT_PERPLEXITY_TEXT)]
+    texts = list(texts) if texts else [None]
+    evaluated_on = [t or DEFAULT_PERPLEXITY_TEXT for t in texts]
     calib = calibration_text(calibration, settings.data_dir, evaluated_on) if calibration else None
     for ev in evals:
         get_evaluation(ev)
     with results_lock(out):
-        return _run_cells(models, methods, ratios, evals, out, scope, settings, log, calibration, calib, distill,
-                          reference)
+        return _run_cells(models, methods, ratios, evals, texts, out, scope, settings, log, calibration, calib,
+                          distill, reference)
 
 
 def _distill_fields(distill) -> dict[str, Any]:
     return {} if distill is None else {k: v for k, v in dataclasses.asdict(distill).items() if k != "progress"}
 
 
-def _run_cells(models, methods, ratios, evals, out, scope, settings, log, calibration, calib, distill, reference):
-    from .calibration import token_counts
+def _cell_options(settings: EvalSettings, text: str | None) -> dict[str, Any]:
+    return {**settings.extra, **({"text": text} if text is not None else {})}
 
+
+def _run_cells(models, methods, ratios, evals, texts, out, scope, settings, log, calibration, calib, distill, reference):
     done = {cell_key(r) for r in read_results(out)}
-    cells = list(plan(models, methods, ratios, evals))
-    options = json.dumps(settings.extra or {}, sort_keys=True)
+    cells = list(plan(models, methods, ratios, evals, texts))
     distilled = json.dumps(_distill_fields(distill), sort_keys=True)
-    todo = [c for c in cells if (c[0], c[1].label, c[2], scope, c[3], settings.max_tokens, options,
+    todo = [c for c in cells if (c[0], c[1].label, c[2], scope, c[3], settings.max_tokens,
+                                 json.dumps(_cell_options(settings, c[4]), sort_keys=True),
                                  distilled if c[1].name != UNCOMPRESSED else "{}") not in done]
     log(f"{len(cells)} cells, {len(cells) - len(todo)} already in {out}, {len(todo)} to run")
     loaded: dict[tuple[str, str], Any] = {}
+    built: dict[tuple, Any] = {}  # the compressed model the next cells evaluate, with its row fields
     calib_counts: dict[str, Any] = {}
-    for i, (model_name, method, ratio, ev_name) in enumerate(todo, 1):
+    for i, (model_name, method, ratio, ev_name, text) in enumerate(todo, 1):
         ev = get_evaluation(ev_name)
         key = (model_name, ev.task)
         if key not in loaded:
             loaded.clear()  # one base model in memory at a time
             loaded[key] = load_model(model_name, task=ev.task)
         base, tokenizer = loaded[key]
-        row = {"model": model_name, "method": method.label, "ratio_target": ratio, "scope": scope, "eval": ev_name,
-               "metric": ev.metric, "higher_is_better": ev.higher_is_better, "max_tokens": settings.max_tokens}
-        if settings.extra:
-            row["eval_options"] = settings.extra
-        # a compressor or a fine-tuning evaluation changes the model: never let it touch the cached base
-        model = copy.deepcopy(base) if method.name != UNCOMPRESSED or ev.trains else base
-        if method.name != UNCOMPRESSED:
-            options = dict(method.options)
-            if ratio is not None:
-                options["ratio"] = ratio
-            t0 = time.perf_counter()
-            config = make_config(method.name, **options)
-            counts = None
-            if calib is not None and uses_calibration(config):
-                if model_name not in calib_counts:  # tokenize the calibration text once per model
-                    calib_counts[model_name] = token_counts(tokenizer, calib, model.get_input_embeddings().num_embeddings)
-                counts = calib_counts[model_name]
-                row["calibration"] = calibration
+        build_key = (model_name, ev.task, method.label, ratio)
+        if build_key not in built:
+            built.clear()
             try:
-                info = compress_model(model, config, scope=scope, row_weights=counts)
+                built[build_key] = _build(base, tokenizer, model_name, method, ratio, scope, calibration, calib,
+                                          calib_counts, distill, log, f"[{i}/{len(todo)}]")
             except EmbcompressError as e:  # e.g. a byte budget this method cannot reach: the other cells still run
                 log(f"[{i}/{len(todo)}] {model_name} {method.label} ratio={ratio} skipped: {e}")
-                continue
-            row["fit_seconds"] = round(time.perf_counter() - t0, 2)
-            row["config"] = info["config"]
-            if distill is not None:
-                from .distill import distill as run_distill
-
-                log(f"[{i}/{len(todo)}] {model_name} {method.label} ratio={ratio}: distilling on {calibration} ...")
-                report = run_distill(model, base, tokenizer, calib, distill)
-                row["distill"] = _distill_fields(distill)
-                row["distill_report"] = {k: v for k, v in report.items() if k != "config"}
-                row["calibration"] = calibration
-            row.update(size_fields(info["before"], info["after"], model))
-        else:
-            sizes = size_report(model)
-            row.update(size_fields(sizes, sizes, model))
-        log(f"[{i}/{len(todo)}] {model_name} {method.label} ratio={ratio} {ev_name} ...")
-        cell_settings = settings
+                built[build_key] = None
+        if built[build_key] is None:
+            continue
+        compressed, fields = built[build_key]
+        row = {"model": model_name, "method": method.label, "ratio_target": ratio, "scope": scope, "eval": ev_name,
+               "metric": ev.metric, "higher_is_better": ev.higher_is_better, "max_tokens": settings.max_tokens}
+        cell_options = _cell_options(settings, text)
+        if cell_options:
+            row["eval_options"] = cell_options
+        row.update(fields)
+        # a fine-tuning evaluation changes the model: never let it touch the cached base or the built one
+        model = copy.deepcopy(compressed) if ev.trains else compressed
+        log(f"[{i}/{len(todo)}] {model_name} {method.label} ratio={ratio} {ev_name}{'' if text is None else ' on ' + text} ...")
+        cell_settings = dataclasses.replace(settings, extra=cell_options)
         if reference and ev.name == "perplexity" and method.name != UNCOMPRESSED:
-            cell_settings = dataclasses.replace(settings, reference=base)  # closeness to the uncompressed model
+            cell_settings.reference = base  # closeness to the uncompressed model
         result = ev.run(model, tokenizer, cell_settings)
         row.update(value=result.pop("value"), details=result, machine=machine(),
                    finished=time.strftime("%Y-%m-%dT%H:%M:%S"))
@@ -226,6 +216,41 @@ def _run_cells(models, methods, ratios, evals, out, scope, settings, log, calibr
             f"{row['bytes_ratio_vs_fp16']:.2f}x bytes vs fp16)")
         del model
     return read_results(out)
+
+
+def _build(base, tokenizer, model_name, method, ratio, scope, calibration, calib, calib_counts, distill, log, tag):
+    """(the model a method's cells evaluate, the row fields that describe how it was made)."""
+    from .calibration import token_counts
+
+    if method.name == UNCOMPRESSED:
+        sizes = size_report(base)
+        return base, size_fields(sizes, sizes, base)
+    model = copy.deepcopy(base)
+    fields: dict[str, Any] = {}
+    options = dict(method.options)
+    if ratio is not None:
+        options["ratio"] = ratio
+    t0 = time.perf_counter()
+    config = make_config(method.name, **options)
+    counts = None
+    if calib is not None and uses_calibration(config):
+        if model_name not in calib_counts:  # tokenize the calibration text once per model
+            calib_counts[model_name] = token_counts(tokenizer, calib, model.get_input_embeddings().num_embeddings)
+        counts = calib_counts[model_name]
+        fields["calibration"] = calibration
+    info = compress_model(model, config, scope=scope, row_weights=counts)
+    fields["fit_seconds"] = round(time.perf_counter() - t0, 2)
+    fields["config"] = info["config"]
+    if distill is not None:
+        from .distill import distill as run_distill
+
+        log(f"{tag} {model_name} {method.label} ratio={ratio}: distilling on {calibration} ...")
+        report = run_distill(model, base, tokenizer, calib, distill)
+        fields["distill"] = _distill_fields(distill)
+        fields["distill_report"] = {k: v for k, v in report.items() if k != "config"}
+        fields["calibration"] = calibration
+    fields.update(size_fields(info["before"], info["after"], model))
+    return model, fields
 
 
 def size_fields(before: dict[str, int], after: dict[str, int], model) -> dict[str, Any]:
