@@ -2,9 +2,9 @@
 model as its own library ships it, at its real stored bytes, against embcompress's best at the same bytes.
 
 Input scope (the output head keeps the original matrix), first 8192 WikiText-2 raw test tokens (reported)
-and first 4096 tokens of GLUE QNLI dev (a second reported text of another style that no step saw), KL and
+and first 4096 tokens of GLUE MRPC test (a second reported text of another style that no step saw), KL and
 top-1 agreement to the uncompressed model on the same tokens. embcompress's calibrated methods count
-tokens in SQuAD v1.1 dev contexts, and distil on them; no step sees WikiText-2 or QNLI.
+tokens in SQuAD v1.1 dev contexts, and distil on them; no step sees WikiText-2 or MRPC.
 
 Needs the peers extra: .venv/bin/pip install -e '.[peers]'   (torchao 0.18.0, bitsandbytes 0.50.2)
 Regenerate: .venv/bin/python benchmarks/peers.py [--model smollm2-135m] [--distill]
@@ -31,7 +31,7 @@ from embcompress.sweep import append_result, machine, read_results
 from embcompress.texts import read_text
 
 HERE = Path(__file__).parent
-TEXTS = {"wikitext2-test": 8192, "qnli-dev": 4096}
+TEXTS = {"wikitext2-test": 8192, "mrpc-test": 4096}
 CALIBRATION = "squad-contexts"
 BEST = ("tiered-pq", {"importance": "calibration", "prior": 0.5})
 
@@ -132,10 +132,10 @@ def page(rows, model_name, dense_fp16) -> str:
              f"Machine: {rows[-1]['machine']}.", "",
              "Each peer is applied the way its library ships it, to the input embedding only (the output head "
              "keeps the original matrix), and counted at the bytes its own stored form takes. Perplexity on the "
-             "first 8192 WikiText-2 raw test tokens and the first 4096 GLUE QNLI dev tokens (no step saw either); "
+             "first 8192 WikiText-2 raw test tokens and the first 4096 GLUE MRPC test tokens (no step saw either); "
              "KL (nats per token) and top-1 agreement against the uncompressed model on the same tokens. "
              "embcompress's calibrated rows count tokens in SQuAD v1.1 dev contexts.", "",
-             "| method | library | stored bytes | vs fp16 | WikiText-2 ppl | Δ | KL | top-1 | QNLI ppl | Δ | KL | top-1 |",
+             "| method | library | stored bytes | vs fp16 | WikiText-2 ppl | Δ | KL | top-1 | MRPC ppl | Δ | KL | top-1 |",
              "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for r in sorted(rows, key=lambda r: (-(r["ratio"] if not r["label"].startswith("uncompressed") else 1e9), r["label"])):
         cells = []

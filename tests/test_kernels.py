@@ -136,3 +136,49 @@ def test_without_a_toolchain_lookups_fall_back_to_torch_ops(monkeypatch, tmp_pat
         got = module(torch.tensor([3, 4]))
     assert torch.equal(got, module.reconstruct()[[3, 4]])
     assert kernels.gather_int(module.packed, module.scales, None, torch.tensor([1]), 4, 32, 1.0, -8.0) is None
+
+
+# the tied head from the codes: one table of methods, each checked against the decoded matrix's product
+HEAD_CASES = {
+    "int4": ("int", dict(bits=4)), "int4-group64": ("int", dict(bits=4, group_size=64)),
+    "int2-zero-point": ("int", dict(bits=2, zero_point=True)), "int1": ("int", dict(bits=1)),
+    "int8-centred": ("int", dict(bits=8, center=True)), "int3": ("int", dict(bits=3)),
+    "int2-row-norms (decoding path)": ("int", dict(bits=2, row_norms=True)),
+    "gguf-Q4_0": ("gguf", dict(qtype="Q4_0")), "gguf-Q8_0": ("gguf", dict(qtype="Q8_0")),
+    "pq": ("pq", dict(sub_dim=8)), "tiered": ("tiered", dict(ratio=6)), "tiered-pq": ("tiered-pq", dict(ratio=8)),
+    "tiered-rank1": ("tiered-rank1", dict(ratio=8)), "mixed": ("mixed", dict(ratio=6)),
+    "hybrid": ("hybrid", dict(rank=4, bits=2)),
+}
+
+
+@pytest.mark.parametrize("case", sorted(HEAD_CASES))
+@pytest.mark.parametrize("tokens", [1, 5, kernels.FUSED_LOGITS_MAX_TOKENS + 7])
+def test_head_logits_from_codes_equal_the_decoded_product(case, tokens, monkeypatch):
+    method, spec = HEAD_CASES[case]
+    w = torch.randn(8000, 128, generator=torch.Generator().manual_seed(2))
+    module = compress(w, make_config(method, **spec))
+    h = torch.randn(2, tokens, 128, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        expected = h @ module.reconstruct().float().T
+        got = module.logits(h)
+        monkeypatch.setenv("EMBCOMPRESS_KERNELS", "0")  # the torch fallback (a GPU, no compiler) agrees too
+        plain = module.logits(h)
+    assert got.shape == plain.shape == (2, tokens, 8000)
+    scale = expected.abs().max()
+    assert (got - expected).abs().max() <= 2e-6 * scale and (plain - expected).abs().max() <= 2e-6 * scale
+
+
+@needs_kernels
+@pytest.mark.parametrize("case", ["int4", "gguf-Q4_0", "gguf-Q8_0", "tiered-pq", "mixed", "hybrid"])
+def test_a_decode_step_never_decodes_the_matrix(case, monkeypatch):
+    """At one hidden vector the head reads the codes only: decoding rows would be the slow path."""
+    method, spec = HEAD_CASES[case]
+    module = compress(torch.randn(8000, 128, generator=torch.Generator().manual_seed(2)), make_config(method, **spec))
+    from embcompress.methods import base
+
+    def refuse(*a, **k):
+        raise AssertionError("decoded rows for a decode step")
+
+    monkeypatch.setattr(base.CompressedEmbedding, "reconstruct", refuse)
+    with torch.no_grad():
+        assert module.logits(torch.randn(1, 1, 128)).shape == (1, 1, 8000)

@@ -181,4 +181,7 @@ def test_folder_of_the_previous_format_still_loads():
     model = load_compressed(data / "v1-int4-tied-llama")
     expected = torch.load(data / "v1-int4-tied-llama.logits.pt")
     with torch.no_grad():
-        assert torch.equal(model(input_ids=torch.arange(3, 13).unsqueeze(0)).logits, expected)
+        got = model(input_ids=torch.arange(3, 13).unsqueeze(0)).logits
+    # the tied head now computes logits from the codes (fused), summing in another order than the decoded
+    # matrix product the logits were saved with: equal to float rounding, the codes themselves unchanged
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)

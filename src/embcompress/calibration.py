@@ -55,7 +55,7 @@ def check_not_evaluation_text(text: str, source: str, explicit_data_dir: str | N
             label = TEXTS[name].description if name in TEXTS else name
             raise EmbcompressError(f"calibration text {source} is the evaluation text {label} or repeats it ({share:.0%} "
                                    f"of its {NGRAM}-word runs occur there); tune on other text (e.g. --calibration "
-                                   "squad-contexts)")
+                                   f"{'glue-train' if 'squad' in source else 'squad-contexts'})")
 
 
 def calibration_text(source: str, explicit_data_dir: str | None = None,

@@ -4,6 +4,9 @@
 // for op, so both give identical floats (shape-gain PQ: its norm is summed in another order, so up to
 // a last-bit rounding difference). Built on first use by embcompress/kernels.py.
 #include <torch/extension.h>
+#ifdef __F16C__
+#include <immintrin.h>
+#endif
 #include <ATen/Parallel.h>
 
 #include <algorithm>
@@ -225,8 +228,237 @@ torch::Tensor gather_pq(torch::Tensor codes, torch::Tensor table, torch::Tensor 
   return out;
 }
 
+// The tied head straight from the codes: logits (T, V) = hidden (T, dim) · Wᵀ with W's row r decoded one
+// row at a time into a buffer that stays in L1, never as a matrix. Per group g of row r:
+// logit += scale · (h_g · (code · mul + add)) (+ offset · Σ h_g). At batch 1 the head is memory-bound: it
+// reads dim·bits/8 + a few bytes a row instead of the dense row's 4·dim, which is where its speed comes from.
+namespace {
+
+// One row's logits for T hidden vectors, codes of BITS bits (dividing 8) read straight from the bytes.
+// hp is hidden regrouped so that the values byte b of a group holds at bit offset j·BITS sit at
+// hp[(g·kPerByte + j)·group_bytes + b]: each inner loop is then a contiguous, vectorizable pass over the
+// group's bytes. Per group: dot = h_g · codes, then scale · (mul · dot + add · Σh_g) (+ offset · Σh_g).
+inline float half_to_float(at::Half x) {
+#ifdef __F16C__
+  return _cvtsh_ss(x.x);  // one instruction; c10's portable conversion is a dozen
+#else
+  return static_cast<float>(x);
+#endif
+}
+
+// One row's logits for T hidden vectors, codes of BITS bits read straight from the bytes, GB bytes a group.
+// hp is hidden regrouped so that the value byte b of a group holds at bit offset j·BITS sits at
+// hp[(g·kPerByte + j)·GB + b]: the inner loop is one GB-wide vector step per group, partial sums kept per
+// lane until the row ends. Per group: scale · (mul · h_g·codes + add · Σh_g) (+ offset · Σh_g).
+template <int BITS, int GB>
+void int_row_logits(const uint8_t* p, const at::Half* sc, const at::Half* off, const float* hp, const float* hsum,
+                    float* o, int64_t T, int64_t rows, int64_t groups, float mul, float add) {
+  constexpr int kPerByte = 8 / BITS;
+  constexpr unsigned kMask = (1u << BITS) - 1;
+  const int64_t dim = groups * GB * kPerByte;
+  for (int64_t t = 0; t < T; ++t) {
+    const float* ht = hp + t * dim;
+    float acc[GB] = {};
+    float rest = 0.0f;
+    for (int64_t g = 0; g < groups; ++g) {
+      const uint8_t* pg = p + g * GB;
+      const float* hg = ht + g * kPerByte * GB;
+      const float s = half_to_float(sc[g]);
+#pragma omp simd
+      for (int l = 0; l < GB; ++l) {
+        const unsigned byte = pg[l];
+        float part = 0.0f;
+        for (int j = 0; j < kPerByte; ++j) part += hg[j * GB + l] * static_cast<float>((byte >> (j * BITS)) & kMask);
+        acc[l] += s * part;
+      }
+      const float hs = hsum[t * groups + g];
+      rest += s * add * hs;
+      if (off) rest += half_to_float(off[g]) * hs;
+    }
+    float dot = 0.0f;
+    for (int l = 0; l < GB; ++l) dot += acc[l];
+    o[t * rows] = mul * dot + rest;
+  }
+}
+
+// Widths that do not divide 8 (3, 5, 6, 7): each value is cut from the row's bit stream into a buffer
+// (as decode_rows_any_bits does), then the group dot products as above. Slower; tiers of these widths
+// hold few rows in the presets.
+void int_row_logits_any(const uint8_t* p, const at::Half* sc, const at::Half* off, const float* h,
+                        const float* hsum, float* o, int64_t T, int64_t rows, int64_t groups, int64_t group,
+                        int64_t bits, int64_t row_bytes, float mul, float add, float* w) {
+  const int64_t dim = groups * group;
+  const unsigned mask = (1u << bits) - 1;
+  for (int64_t i = 0; i < dim; ++i) {
+    const int64_t bit = i * bits, byte = bit >> 3;
+    unsigned word = p[byte];
+    if (byte + 1 < row_bytes) word |= static_cast<unsigned>(p[byte + 1]) << 8;
+    w[i] = static_cast<float>((word >> (bit & 7)) & mask);
+  }
+  for (int64_t t = 0; t < T; ++t) {
+    float logit = 0.0f;
+    for (int64_t g = 0; g < groups; ++g) {
+      float dot = 0.0f;
+#pragma omp simd reduction(+ : dot)
+      for (int64_t j = 0; j < group; ++j) dot += h[t * dim + g * group + j] * w[g * group + j];
+      const float s = half_to_float(sc[g]), hs = hsum[t * groups + g];
+      logit += s * (mul * dot + add * hs);
+      if (off) logit += half_to_float(off[g]) * hs;
+    }
+    o[t * rows] = logit;
+  }
+}
+
+}  // namespace
+
+// The tied head straight from the codes: logits (T, V) = hidden (T, dim) · Wᵀ, row by row, never
+// decoding W. At batch 1 the head is memory-bound: it reads dim·bits/8 + a few bytes a row instead of the
+// dense row's 4·dim, which is where its speed comes from.
+torch::Tensor logits_int(torch::Tensor packed, torch::Tensor scales, torch::Tensor offsets, torch::Tensor hidden,
+                         int64_t bits, int64_t group, double mul, double add) {
+  TORCH_CHECK(bits >= 1 && bits <= 8, "bits must be between 1 and 8");
+  TORCH_CHECK(packed.dtype() == torch::kUInt8 && packed.is_contiguous() && packed.dim() == 2, "bad packed codes");
+  TORCH_CHECK(scales.dtype() == torch::kHalf && scales.is_contiguous() && scales.size(0) == packed.size(0),
+              "bad scales");
+  const bool has_offsets = offsets.numel() > 0;
+  TORCH_CHECK(!has_offsets || (offsets.dtype() == torch::kHalf && offsets.is_contiguous() &&
+                               offsets.sizes() == scales.sizes()), "bad offsets");
+  const int64_t rows = packed.size(0), row_bytes = packed.size(1), groups = scales.size(1), dim = groups * group;
+  const bool whole = 8 % bits == 0;
+  TORCH_CHECK(dim * bits == row_bytes * 8 && (!whole || group % (8 / bits) == 0),
+              "groups × group size × bits must fill the row");
+  TORCH_CHECK(hidden.dtype() == torch::kFloat32 && hidden.is_contiguous() && hidden.dim() == 2 &&
+              hidden.size(1) == dim, "hidden must be a contiguous float32 (T, ", dim, ") tensor");
+  const int64_t T = hidden.size(0);
+  auto out = torch::empty({T, rows}, torch::kFloat32);
+  const float* h = hidden.data_ptr<float>();
+  std::vector<float> hsum(T * groups, 0.0f);  // Σ h over each group: what the code offset and an offset multiply
+  for (int64_t t = 0; t < T; ++t)
+    for (int64_t g = 0; g < groups; ++g)
+      for (int64_t j = 0; j < group; ++j) hsum[t * groups + g] += h[t * dim + g * group + j];
+  const float m = static_cast<float>(mul), a = static_cast<float>(add);
+  const uint8_t* codes = packed.data_ptr<uint8_t>();
+  const at::Half* sc = scales.data_ptr<at::Half>();
+  const at::Half* off = has_offsets ? offsets.data_ptr<at::Half>() : nullptr;
+  float* o = out.data_ptr<float>();
+  if (!whole) {
+    at::parallel_for(0, rows, 256, [&](int64_t begin, int64_t end) {
+      std::vector<float> w(dim);
+      for (int64_t r = begin; r < end; ++r)
+        int_row_logits_any(codes + r * row_bytes, sc + r * groups, off ? off + r * groups : nullptr, h, hsum.data(),
+                           o + r, T, rows, groups, group, bits, row_bytes, m, a, w.data());
+    });
+    return out;
+  }
+  const int64_t per_byte = 8 / bits, group_bytes = group / per_byte;
+  std::vector<float> hp(T * dim);  // hidden regrouped by position inside the byte (see int_row_logits)
+  for (int64_t t = 0; t < T; ++t)
+    for (int64_t g = 0; g < groups; ++g)
+      for (int64_t b = 0; b < group_bytes; ++b)
+        for (int64_t j = 0; j < per_byte; ++j)
+          hp[t * dim + (g * per_byte + j) * group_bytes + b] = h[t * dim + g * group + b * per_byte + j];
+  using RowFn = void (*)(const uint8_t*, const at::Half*, const at::Half*, const float*, const float*, float*, int64_t,
+                         int64_t, int64_t, float, float);
+  RowFn row_fn = nullptr;
+#define EC_ROW(B, GBYTES) if (bits == B && group_bytes == GBYTES) row_fn = &int_row_logits<B, GBYTES>;
+  EC_ROW(1, 4) EC_ROW(1, 8) EC_ROW(1, 16) EC_ROW(2, 4) EC_ROW(2, 8) EC_ROW(2, 16) EC_ROW(2, 32)
+  EC_ROW(4, 4) EC_ROW(4, 8) EC_ROW(4, 16) EC_ROW(4, 32) EC_ROW(4, 64) EC_ROW(8, 8) EC_ROW(8, 16) EC_ROW(8, 32)
+  EC_ROW(8, 64) EC_ROW(8, 128)
+#undef EC_ROW
+  TORCH_CHECK(row_fn != nullptr, "no logits kernel for ", bits, " bits in groups of ", group);
+  at::parallel_for(0, rows, 256, [&](int64_t begin, int64_t end) {
+    for (int64_t r = begin; r < end; ++r) {
+      const uint8_t* p = codes + r * row_bytes;
+      const at::Half* offr = off ? off + r * groups : nullptr;
+      row_fn(p, sc + r * groups, offr, hp.data(), hsum.data(), o + r, T, rows, groups, m, a);
+    }
+  });
+  return out;
+}
+
+// The same for llama.cpp Q4_0 / Q8_0 blocks of 32: logit += d · (h_block · q) per block.
+torch::Tensor logits_gguf(torch::Tensor blocks, torch::Tensor hidden, std::string qtype) {
+  TORCH_CHECK(blocks.dtype() == torch::kUInt8 && blocks.is_contiguous() && blocks.dim() == 2, "bad blocks");
+  TORCH_CHECK(qtype == "Q4_0" || qtype == "Q8_0", "no kernel for ", qtype);
+  const bool q4 = qtype == "Q4_0";
+  const int64_t block_bytes = q4 ? 18 : 34, row_bytes = blocks.size(1), nblocks = row_bytes / block_bytes;
+  TORCH_CHECK(nblocks * block_bytes == row_bytes, "row bytes are not whole blocks");
+  const int64_t dim = nblocks * 32, rows = blocks.size(0);
+  TORCH_CHECK(hidden.dtype() == torch::kFloat32 && hidden.is_contiguous() && hidden.dim() == 2 &&
+              hidden.size(1) == dim, "hidden must be a contiguous float32 (T, ", dim, ") tensor");
+  const int64_t T = hidden.size(0);
+  auto out = torch::empty({T, rows}, torch::kFloat32);
+  const float* h = hidden.data_ptr<float>();
+  const uint8_t* src = blocks.data_ptr<uint8_t>();
+  float* o = out.data_ptr<float>();
+  // Q4_0: value j of a block is the low nibble of byte j, value j + 16 its high nibble, each minus 8
+  at::parallel_for(0, rows, 256, [&](int64_t begin, int64_t end) {
+    for (int64_t r = begin; r < end; ++r) {
+      const uint8_t* row = src + r * row_bytes;
+      for (int64_t t = 0; t < T; ++t) {
+        const float* ht = h + t * dim;
+        float acc[32] = {};
+        for (int64_t k = 0; k < nblocks; ++k) {
+          const uint8_t* blk = row + k * block_bytes;
+          at::Half d_half;
+          std::memcpy(&d_half, blk, 2);
+          const float d = half_to_float(d_half);
+          const float* hb = ht + k * 32;
+          if (q4) {
+#pragma omp simd
+            for (int l = 0; l < 16; ++l) {
+              const unsigned byte = blk[2 + l];
+              acc[l] += d * (hb[l] * (static_cast<float>(byte & 15u) - 8.0f) +
+                             hb[l + 16] * (static_cast<float>(byte >> 4) - 8.0f));
+            }
+          } else {
+#pragma omp simd
+            for (int l = 0; l < 32; ++l) acc[l] += d * hb[l] * static_cast<float>(static_cast<int8_t>(blk[2 + l]));
+          }
+        }
+        float logit = 0.0f;
+        for (int l = 0; l < 32; ++l) logit += acc[l];
+        o[t * rows + r] = logit;
+      }
+    }
+  });
+  return out;
+}
+
+// Product quantization from lookup tables: lut (S·256, T) holds h_s · centroid for every subspace s and
+// centroid; a row's logit is the sum of the S entries its codes pick (× its norm factor with shape-gain,
+// factor (V,) float32, else empty).
+torch::Tensor logits_pq(torch::Tensor codes, torch::Tensor lut, torch::Tensor factor) {
+  TORCH_CHECK(codes.dtype() == torch::kUInt8 && codes.is_contiguous() && codes.dim() == 2, "bad codes");
+  const int64_t rows = codes.size(0), S = codes.size(1);
+  TORCH_CHECK(lut.dtype() == torch::kFloat32 && lut.is_contiguous() && lut.dim() == 2 && lut.size(0) == S * 256,
+              "bad lookup table");
+  const bool gain = factor.numel() > 0;
+  TORCH_CHECK(!gain || (factor.dtype() == torch::kFloat32 && factor.numel() == rows), "bad factor");
+  const int64_t T = lut.size(1);
+  auto out = torch::empty({T, rows}, torch::kFloat32);
+  const uint8_t* c = codes.data_ptr<uint8_t>();
+  const float* l = lut.data_ptr<float>();
+  const float* f = gain ? factor.data_ptr<float>() : nullptr;
+  float* o = out.data_ptr<float>();
+  at::parallel_for(0, rows, 1024, [&](int64_t begin, int64_t end) {
+    for (int64_t r = begin; r < end; ++r) {
+      const uint8_t* code = c + r * S;
+      for (int64_t t = 0; t < T; ++t) {
+        float sum = 0.0f;
+        for (int64_t s = 0; s < S; ++s) sum += l[(s * 256 + code[s]) * T + t];
+        o[t * rows + r] = gain ? sum * f[r] : sum;
+      }
+    }
+  });
+  return out;
+}
+
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("gather_int", &gather_int, "gather + decode rows of k-bit codes with fp16 group scales");
   m.def("gather_pq", &gather_pq, "gather + decode rows of product-quantized codes");
   m.def("gather_gguf", &gather_gguf, "gather + decode rows of llama.cpp Q4_0 / Q8_0 blocks");
+  m.def("logits_int", &logits_int, "tied-head logits straight from k-bit codes");
+  m.def("logits_gguf", &logits_gguf, "tied-head logits straight from Q4_0 / Q8_0 blocks");
+  m.def("logits_pq", &logits_pq, "tied-head logits from product-quantization lookup tables");
 }

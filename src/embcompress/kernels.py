@@ -31,7 +31,17 @@ def enabled() -> bool:
 
 _NAME = "embcompress_kernels"
 # -fopenmp: at::parallel_for is inline OpenMP, so without it the kernels run on one thread
-_CFLAGS = ["-O3", "-ffp-contract=off", "-fopenmp"]
+# -march=native: the logits kernels' byte → float loops vectorize only with the wider ISA (SSE2 has no
+# byte widening); the build folder is keyed by this CPU's flags, so a machine never loads another's build
+_CFLAGS = ["-O3", "-ffp-contract=off", "-fopenmp", "-march=native"]
+
+
+def _cpu_flags() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            return next((line for line in f if line.startswith(("flags", "Features"))), "")
+    except OSError:
+        return ""
 
 
 def _build_root() -> Path:
@@ -63,7 +73,8 @@ def _build() -> object:
 
     from .serialization import pid_alive
 
-    key = hashlib.sha256(_SOURCE.read_bytes() + " ".join(_CFLAGS + [torch.__version__]).encode()).hexdigest()[:16]
+    key = hashlib.sha256(_SOURCE.read_bytes() + " ".join(_CFLAGS + [torch.__version__, _cpu_flags()]).encode()
+                         ).hexdigest()[:16]
     root = _build_root()
     final = root / f"{_NAME}-{key}"
     library = final / f"{_NAME}.so"
@@ -160,3 +171,53 @@ def gather_pq(codes, table, sq, norms, ids, out=None, rows=None, add_to=False):
     norms = _NONE.half() if norms is None else norms.contiguous()
     return _run(lambda i, o, r, a: ext.gather_pq(codes.contiguous(), table.contiguous(), sq, norms, i, o, r, a),
                 ids, out, rows, add_to)
+
+
+# -- the tied head: logits straight from the stored codes ---------------------------------------
+
+# hidden vectors a fused logits call takes; beyond it, decoding chunks for a BLAS matmul is faster (the
+# kernels decode each row once and reuse it for every vector, but their dot products are not a GEMM)
+FUSED_LOGITS_MAX_TOKENS = 16
+
+
+# (bits, bytes a group) the logits kernel is compiled for (kernels.cpp, EC_ROW)
+_INT_LOGITS_SHAPES = {(1, 4), (1, 8), (1, 16), (2, 4), (2, 8), (2, 16), (2, 32), (4, 4), (4, 8), (4, 16), (4, 32),
+                      (4, 64), (8, 8), (8, 16), (8, 32), (8, 64), (8, 128)}
+
+
+def _hidden_ok(hidden: torch.Tensor) -> bool:
+    return hidden.dim() == 2 and hidden.shape[0] <= FUSED_LOGITS_MAX_TOKENS
+
+
+def logits_int(packed, scales, offsets, hidden, bits: int, group: int, mul: float, add: float):
+    """(T, V) float32 = hidden · Wᵀ for k-bit codes; None: use the decoding path."""
+    if not _hidden_ok(hidden):
+        return None
+    if 8 % bits == 0 and (group % (8 // bits) or (bits, group * bits // 8) not in _INT_LOGITS_SHAPES):
+        return None
+    if scales.dtype != torch.float16 or (offsets is not None and offsets.dtype != torch.float16):
+        return None
+    ext = _usable(packed, scales, offsets, hidden)
+    if ext is None:
+        return None
+    offsets = _NONE.half() if offsets is None else offsets.contiguous()
+    return ext.logits_int(packed.contiguous(), scales.contiguous(), offsets, hidden.float().contiguous(), bits, group,
+                          float(mul), float(add))
+
+
+def logits_gguf(blocks, hidden, qtype: str):
+    """(T, V) float32 = hidden · Wᵀ for Q4_0 / Q8_0 blocks; None: use the decoding path."""
+    ext = _usable(blocks, hidden) if qtype in ("Q4_0", "Q8_0") and _hidden_ok(hidden) else None
+    if ext is None:
+        return None
+    return ext.logits_gguf(blocks.contiguous(), hidden.float().contiguous(), qtype)
+
+
+def logits_pq(codes, lut, factor):
+    """(T, V) float32: for each row the sum of the lookup-table entries (lut: (S·256, T)) its codes pick,
+    × ``factor`` (V,) when given; None: use torch ops."""
+    ext = _usable(codes, lut, factor) if lut.shape[1] <= FUSED_LOGITS_MAX_TOKENS else None
+    if ext is None:
+        return None
+    factor = _NONE if factor is None else factor.float().contiguous()
+    return ext.logits_pq(codes.contiguous(), lut.float().contiguous(), factor)

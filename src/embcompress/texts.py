@@ -65,7 +65,8 @@ TEXTS: dict[str, NamedText] = {
         _glue_sentences("SST-2", "sentence"), _glue_sentences("CoLA", 3), _glue_sentences("MRPC", "#1 String", "#2 String"),
         _glue_sentences("RTE", "sentence1", "sentence2"), _glue_sentences("STS-B", "sentence1", "sentence2"))),
     # a second reported text of another style that no step sees, beside WikiText-2
-    "qnli-dev": NamedText("reported", "GLUE QNLI dev questions and sentences (Wikipedia Q&A)",
+    "qnli-dev": NamedText("reported", "GLUE QNLI dev questions and sentences (Wikipedia Q&A; "
+                          "built from SQuAD, so SQuAD calibration is refused against it)",
                           _glue_sentences("QNLI", "question", "sentence", split="dev")),
     "mrpc-test": NamedText("reported", "GLUE MRPC test sentences (news)",
                            _glue_sentences("MRPC", "#1 String", "#2 String", split="test")),

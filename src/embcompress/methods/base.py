@@ -220,8 +220,22 @@ class CompressedEmbedding(nn.Module):
             out = out.masked_fill((ids == self.padding_idx).unsqueeze(-1), 0.0)
         return out.to(self.weight_dtype)
 
+    def fused_logits(self, flat: torch.Tensor) -> torch.Tensor | None:
+        """(T, V) float32 ``flat @ Wᵀ`` computed from the stored form without decoding rows (no centre,
+        no padding row), or None where this method or this device has no such path."""
+        return None
+
     def logits(self, hidden: torch.Tensor, chunk_rows: int = 16384) -> torch.Tensor:
-        """``hidden @ W.T`` for the tied head. Default: decode the matrix chunk by chunk, never whole."""
+        """``hidden @ W.T`` for the tied head: from the codes where the method can (``fused_logits``),
+        else by decoding the matrix chunk by chunk, never whole."""
+        flat = hidden.reshape(-1, self.embedding_dim)
+        fused = self.fused_logits(flat)
+        if fused is not None:
+            if self.centered:
+                fused += (flat.float() @ self.center.float()).unsqueeze(-1)
+            if self.zero_padding_row and self.padding_idx is not None:
+                fused[:, self.padding_idx] = 0.0
+            return fused.reshape(*hidden.shape[:-1], self.num_embeddings).to(hidden.dtype)
         parts = []
         for start in range(0, self.num_embeddings, chunk_rows):
             rows = torch.arange(start, min(start + chunk_rows, self.num_embeddings), device=hidden.device)

@@ -69,6 +69,9 @@ class GgufEmbedding(CompressedEmbedding):
         if kernels.gather_gguf(self.blocks, ids, self.qtype, out=out, rows=rows, add_to=add_to) is None:
             super().decode_into(out, rows, ids, add_to)
 
+    def fused_logits(self, flat):
+        return kernels.logits_gguf(self.blocks, flat, self.qtype)
+
     def decode(self, ids):
         fused = kernels.gather_gguf(self.blocks, ids, self.qtype)
         if fused is not None:

@@ -92,6 +92,12 @@ class IntEmbedding(CompressedEmbedding):
                                                 add_to=add_to) is None:
             super().decode_into(out, rows, ids, add_to)
 
+    def fused_logits(self, flat):
+        if self.row_norms:
+            return None
+        return kernels.logits_int(self.packed, self.scales, self._offsets(), flat, self.bits, self.group_size,
+                                  *self._code_values())
+
     def decode(self, ids):
         # in place on one float buffer: allocation and passes over memory dominate lookups
         mul, add = self._code_values()

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import torch
 
+from .. import kernels
 from ..errors import EmbcompressError
 from . import int as int_, pq
 from .importance import calibration_counts, check_importance, token_id_weights
@@ -53,6 +54,16 @@ class MixedEmbedding(CompressedEmbedding):
     def method_spec(self):
         return {"num_hot": self.num_hot, "hot_bits": self.hot.bits, "hot_group_size": self.hot.group_size,
                 "cold_sub_dim": self.cold.sub_dim}
+
+    def fused_logits(self, flat):
+        """Every row's logit from its PQ codes (lookup tables), the hot rows' from their int codes instead."""
+        if flat.shape[0] > kernels.FUSED_LOGITS_MAX_TOKENS:
+            return None
+        h = flat.float()
+        out = self.cold.logits(h)
+        if self.num_hot:
+            out[:, self.hot_ids.long()] = self.hot.logits(h)
+        return out
 
     def decode(self, ids):
         out = self.cold.decode(ids)

@@ -90,20 +90,34 @@ class PqEmbedding(CompressedEmbedding):
             out.mul_(factor.reshape(*ids.shape, 1))
         return out
 
+    def _gain_factor(self) -> torch.Tensor:
+        """(V,) stored norm / decoded norm of every row: fixed while codebooks and norms are, so kept
+        between calls (a decode step would otherwise pay a pass over all codes for it)."""
+        key = (self.codebooks.data_ptr(), self.codebooks._version, self.norms.data_ptr(), self.norms._version,
+               self.codebooks.requires_grad or self.norms.requires_grad)
+        if getattr(self, "_factor_key", None) != key or key[-1]:
+            _, sq, _ = self._tables()  # |centroid|² per table entry
+            offsets = self._table_offsets(self.codes)
+            recon_norm = F.embedding_bag(offsets, sq.unsqueeze(-1), mode="sum").squeeze(-1).sqrt()
+            self._factor = self.norms.float() / recon_norm.clamp_min(1e-12)
+            self._factor_key = key
+        return self._factor
+
     def logits(self, hidden, chunk_rows: int = 0):
         """``hidden @ Wᵀ`` from per-subspace lookup tables, never building W: each token's logit is
         the sum over subspaces of (hidden's sub-vector · its code's centroid)."""
         subspaces = self.codes.shape[1]
         h = hidden.reshape(-1, subspaces, self.sub_dim).float()  # (N, S, sub_dim)
         lut = torch.einsum("nsd,scd->scn", h, self.codebooks.float())  # (S, 256, N)
-        offsets = self._table_offsets(self.codes)
-        # embedding_bag sums, for every row, the S table entries its codes pick: (V, N)
-        out = F.embedding_bag(offsets, lut.reshape(subspaces * CENTROIDS, -1), mode="sum")
-        if self.shape_gain:  # the decoded row is normalised, then scaled to its stored norm
-            _, sq, _ = self._tables()  # |centroid|² per table entry
-            recon_norm = F.embedding_bag(offsets, sq.unsqueeze(-1), mode="sum").squeeze(-1).sqrt()
-            out = out * (self.norms.float() / recon_norm.clamp_min(1e-12)).unsqueeze(-1)
-        out = out.T.reshape(*hidden.shape[:-1], self.num_embeddings)
+        factor = self._gain_factor() if self.shape_gain else None  # decoded rows are rescaled to their norms
+        out = kernels.logits_pq(self.codes, lut.reshape(subspaces * CENTROIDS, -1), factor)  # (N, V)
+        if out is None:
+            # embedding_bag sums, for every row, the S table entries its codes pick: (V, N)
+            out = F.embedding_bag(self._table_offsets(self.codes), lut.reshape(subspaces * CENTROIDS, -1), mode="sum")
+            if factor is not None:
+                out = out * factor.unsqueeze(-1)
+            out = out.T
+        out = out.reshape(*hidden.shape[:-1], self.num_embeddings)
         if self.centered:
             out = out + (hidden.float() @ self.center.float()).unsqueeze(-1)
         return out.to(hidden.dtype)

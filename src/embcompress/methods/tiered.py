@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from .. import kernels
 from ..errors import EmbcompressError
 from . import int as int_, pq, svd
 from .importance import calibration_counts, check_importance, token_id_weights
@@ -122,6 +123,30 @@ class TieredEmbedding(CompressedEmbedding):
             onehot = torch.nn.functional.one_hot(t, len(self.tiers))
             self._slots = ((onehot.cumsum(0) - 1) * onehot).sum(-1)
         return self._slots
+
+    def fused_logits(self, flat):
+        """Each tier's logits from its own stored form, written to its rows' columns, plus the rank part
+        as (h·Vᵀ)·(UΣ)ᵀ; dropped rows get the rank part only."""
+        if flat.shape[0] > kernels.FUSED_LOGITS_MAX_TOKENS:
+            return None  # many vectors: decoding chunks for one matmul is faster
+        h = flat.float()
+        # every tier's logits side by side (tier by tier, rows ascending within a tier: a part's row order),
+        # a dropped tier as zeros, then one gather puts each row's logit in its column
+        pieces = [torch.zeros(len(h), n, device=h.device) if isinstance(part, nn.Identity) or not n
+                  else part.logits(h).float() for part, n in zip(self.parts, self.tier_rows)]
+        out = torch.cat(pieces, dim=1).index_select(1, self.tier_order())
+        if self.rank:
+            out += self.low_rank.logits(h)
+        return out
+
+    def tier_order(self) -> torch.Tensor:
+        """For each row, its column in the tier-by-tier concatenation of the parts' logits."""
+        slots = self.slots()
+        if getattr(self, "_order_of", None) is not slots:
+            starts = torch.tensor([0] + self.tier_rows[:-1], device=slots.device).cumsum(0)
+            self._order = starts[self.tier_of_row.long()] + slots
+            self._order_of = slots
+        return self._order
 
     def decode(self, ids):
         flat_ids = ids.reshape(-1)
