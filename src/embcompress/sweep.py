@@ -28,6 +28,7 @@ from .models import load_model
 from .surgery import compress_model, size_report
 
 UNCOMPRESSED = "none"
+REFERENCE_CACHE_BYTES = 3 << 30  # the base model's logits kept across a sweep's cells (SmolLM2, 8192 tokens: 1.6 GB)
 
 
 @dataclass(frozen=True)
@@ -176,12 +177,14 @@ def _run_cells(models, methods, ratios, evals, texts, out, scope, settings, log,
     log(f"{len(cells)} cells, {len(cells) - len(todo)} already in {out}, {len(todo)} to run")
     loaded: dict[tuple[str, str], Any] = {}
     built: dict[tuple, Any] = {}  # the compressed model the next cells evaluate, with its row fields
+    references: dict[tuple, Any] = {}  # the base model's logits per text, scored once for all its cells
     calib_counts: dict[str, Any] = {}
     for i, (model_name, method, ratio, ev_name, text) in enumerate(todo, 1):
         ev = get_evaluation(ev_name)
         key = (model_name, ev.task)
         if key not in loaded:
             loaded.clear()  # one base model in memory at a time
+            references.clear()
             loaded[key] = load_model(model_name, task=ev.task)
         base, tokenizer = loaded[key]
         build_key = (model_name, ev.task, method.label, ratio)
@@ -207,7 +210,11 @@ def _run_cells(models, methods, ratios, evals, texts, out, scope, settings, log,
         log(f"[{i}/{len(todo)}] {model_name} {method.label} ratio={ratio} {ev_name}{'' if text is None else ' on ' + text} ...")
         cell_settings = dataclasses.replace(settings, extra=cell_options)
         if reference and ev.name == "perplexity" and method.name != UNCOMPRESSED:
-            cell_settings.reference = base  # closeness to the uncompressed model
+            from .evaluate.perplexity import CachedReference
+
+            if text not in references:  # closeness to the uncompressed model, its logits kept for the next cells
+                references[text] = CachedReference(base, max_bytes=REFERENCE_CACHE_BYTES // len(texts))
+            cell_settings.reference = references[text]
         result = ev.run(model, tokenizer, cell_settings)
         row.update(value=result.pop("value"), details=result, machine=machine(),
                    finished=time.strftime("%Y-%m-%dT%H:%M:%S"))

@@ -72,6 +72,26 @@ def _scored_logits(model, chunk: torch.Tensor, first: int, keep_arg: bool) -> to
     return model(input_ids=chunk).logits[0, first - 1 : -1].float()
 
 
+class CachedReference:
+    """A reference model whose scored logits are kept (fp32, up to ``max_bytes``) per window, so the next
+    model scored on the same text against it pays only its own forward passes (a sweep's cells)."""
+
+    def __init__(self, model, max_bytes: int = 3 << 30):
+        self.model, self.max_bytes, self.kept_bytes = model, max_bytes, 0
+        self._kept: dict[tuple, torch.Tensor] = {}
+
+    def scored_logits(self, chunk: torch.Tensor, first: int, keep_arg: bool) -> torch.Tensor:
+        key = (first, chunk.shape[1], chunk.cpu().numpy().tobytes())
+        if key in self._kept:
+            return self._kept[key]
+        out = _scored_logits(self.model, chunk, first, keep_arg)
+        size = out.numel() * out.element_size()
+        if self.kept_bytes + size <= self.max_bytes:
+            self._kept[key] = out
+            self.kept_bytes += size
+        return out
+
+
 def causal_perplexity(model, tokenizer, text: str, window: int | None = None, stride: int | None = None,
                       max_tokens: int | None = None, progress: bool = True, reference=None) -> PerplexityResult:
     """Sliding-window perplexity; with ``reference`` (e.g. the uncompressed model) also the mean and
@@ -115,7 +135,8 @@ def causal_perplexity(model, tokenizer, text: str, window: int | None = None, st
             first = max(prev_end, begin if bos else max(begin, 1)) - begin + len(bos)
             logits = _scored_logits(model, chunk, first, keep_arg)
             if reference is not None:
-                ref = _scored_logits(reference, chunk, first, keep_arg)
+                ref = (reference.scored_logits(chunk, first, keep_arg) if isinstance(reference, CachedReference)
+                       else _scored_logits(reference, chunk, first, keep_arg))
                 kls.append(token_kl(ref, logits).cpu())
                 agree += int((ref.argmax(-1) == logits.argmax(-1)).sum())
             total_nll += F.cross_entropy(logits, chunk[0, first:], reduction="sum").item()
