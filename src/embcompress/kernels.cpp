@@ -44,6 +44,19 @@ float* output_rows(torch::Tensor& out, const torch::Tensor& rows, int64_t n, int
   return out.data_ptr<float>();
 }
 
+// The k-bit codes' tensors as int.py stores them; returns whether there are offsets.
+bool check_int_codes(const torch::Tensor& packed, const torch::Tensor& scales, const torch::Tensor& offsets,
+                     int64_t bits) {
+  TORCH_CHECK(bits >= 1 && bits <= 8, "bits must be between 1 and 8");
+  TORCH_CHECK(packed.dtype() == torch::kUInt8 && packed.is_contiguous() && packed.dim() == 2, "bad packed codes");
+  TORCH_CHECK(scales.dtype() == torch::kHalf && scales.is_contiguous() && scales.size(0) == packed.size(0),
+              "bad scales");
+  const bool has_offsets = offsets.numel() > 0;
+  TORCH_CHECK(!has_offsets || (offsets.dtype() == torch::kHalf && offsets.is_contiguous() &&
+                               offsets.sizes() == scales.sizes()), "bad offsets");
+  return has_offsets;
+}
+
 // Writes a decoded value, or adds it to what the row holds (a low-rank part decoded first).
 inline void put(float* v, float x, bool add_to) { *v = add_to ? *v + x : x; }
 
@@ -107,13 +120,7 @@ void decode_rows_any_bits(const uint8_t* codes, const at::Half* sc, const at::Ha
 torch::Tensor gather_int(torch::Tensor packed, torch::Tensor scales, torch::Tensor offsets, torch::Tensor ids,
                          int64_t bits, int64_t group, double mul, double add, torch::Tensor out, torch::Tensor rows,
                          bool add_to) {
-  TORCH_CHECK(bits >= 1 && bits <= 8, "bits must be between 1 and 8");
-  TORCH_CHECK(packed.dtype() == torch::kUInt8 && packed.is_contiguous() && packed.dim() == 2, "bad packed codes");
-  TORCH_CHECK(scales.dtype() == torch::kHalf && scales.is_contiguous() && scales.size(0) == packed.size(0),
-              "bad scales");
-  const bool has_offsets = offsets.numel() > 0;
-  TORCH_CHECK(!has_offsets || (offsets.dtype() == torch::kHalf && offsets.is_contiguous() &&
-                               offsets.sizes() == scales.sizes()), "bad offsets");
+  const bool has_offsets = check_int_codes(packed, scales, offsets, bits);
   check_ids(ids, packed.size(0));
   const int64_t row_bytes = packed.size(1), groups = scales.size(1), n = ids.numel(), dim = groups * group;
   TORCH_CHECK(dim * bits == row_bytes * 8, "groups × group size × bits must fill the packed row");
@@ -316,13 +323,7 @@ void int_row_logits_any(const uint8_t* p, const at::Half* sc, const at::Half* of
 // dense row's 4·dim, which is where its speed comes from.
 torch::Tensor logits_int(torch::Tensor packed, torch::Tensor scales, torch::Tensor offsets, torch::Tensor hidden,
                          int64_t bits, int64_t group, double mul, double add) {
-  TORCH_CHECK(bits >= 1 && bits <= 8, "bits must be between 1 and 8");
-  TORCH_CHECK(packed.dtype() == torch::kUInt8 && packed.is_contiguous() && packed.dim() == 2, "bad packed codes");
-  TORCH_CHECK(scales.dtype() == torch::kHalf && scales.is_contiguous() && scales.size(0) == packed.size(0),
-              "bad scales");
-  const bool has_offsets = offsets.numel() > 0;
-  TORCH_CHECK(!has_offsets || (offsets.dtype() == torch::kHalf && offsets.is_contiguous() &&
-                               offsets.sizes() == scales.sizes()), "bad offsets");
+  const bool has_offsets = check_int_codes(packed, scales, offsets, bits);
   const int64_t rows = packed.size(0), row_bytes = packed.size(1), groups = scales.size(1), dim = groups * group;
   const bool whole = 8 % bits == 0;
   TORCH_CHECK(dim * bits == row_bytes * 8 && (!whole || group % (8 / bits) == 0),
