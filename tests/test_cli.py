@@ -211,4 +211,9 @@ def test_sweep_on_two_texts_compresses_once_and_keeps_a_cell_each(capsys, tiny_l
         ("none", None, str(a)), ("none", None, str(b)), ("svd", 2.0, str(a)), ("svd", 2.0, str(b)),
         ("svd", 4.0, str(a)), ("svd", 4.0, str(b))]
     assert len(fits) == 2  # one fit per (method, ratio), whatever the number of texts
+    from embcompress.report import markdown_table
+
+    table = markdown_table(rows)  # each text's cells compare with the uncompressed model on that text
+    change = (rows[3]["value"] / rows[1]["value"] - 1) * 100
+    assert f"| perplexity on b.txt | svd | input | 2.0 |" in table and f"{change:+.1f} %" in table
     assert rows[2]["value"] != rows[3]["value"] and rows[2]["fit_seconds"] == rows[3]["fit_seconds"]

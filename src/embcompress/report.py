@@ -22,6 +22,12 @@ def _others(r: dict[str, Any]) -> str:
     return ", ".join(parts) or "–"
 
 
+def _eval_label(r: dict[str, Any]) -> str:
+    """The evaluation, with the text it ran on when that is not its default."""
+    text = (r.get("eval_options") or {}).get("text")
+    return r["eval"] if text is None else f"{r['eval']} on {Path(text).name if '/' in text else text}"
+
+
 def method_label(r: dict[str, Any]) -> str:
     """The method as written, marked when the cell was distilled against its model."""
     return r["method"] + (" +distil" if r.get("distill") else "")
@@ -41,18 +47,19 @@ def _delta(value: float, ref: float, higher_is_better: bool) -> str:
 
 def markdown_table(rows: list[dict[str, Any]]) -> str:
     rows = _latest(rows)
-    base = {(r["model"], r["eval"], r.get("max_tokens")): r["value"] for r in rows if r["method"] == UNCOMPRESSED}
+    # the uncompressed value of the same model, evaluation, text and token count
+    base = {(r["model"], _eval_label(r), r.get("max_tokens")): r["value"] for r in rows if r["method"] == UNCOMPRESSED}
     lines = [
         "| model | eval | method | scope | target ratio | params ratio | bytes vs fp16 | value | vs uncompressed | also | fit s |",
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
-    order = sorted(rows, key=lambda r: (r["model"], r["eval"], r["method"] != UNCOMPRESSED, method_label(r),
+    order = sorted(rows, key=lambda r: (r["model"], _eval_label(r), r["method"] != UNCOMPRESSED, method_label(r),
                                         r.get("ratio_target") or 0))
     for r in order:
-        ref = base.get((r["model"], r["eval"], r.get("max_tokens")))
+        ref = base.get((r["model"], _eval_label(r), r.get("max_tokens")))
         delta = "" if ref is None or r["method"] == UNCOMPRESSED else _delta(r["value"], ref, r.get("higher_is_better", True))
         lines.append(
-            f"| {r['model']} | {r['eval']} | {method_label(r)} | {r['scope']} | {r.get('ratio_target') or '–'} | "
+            f"| {r['model']} | {_eval_label(r)} | {method_label(r)} | {r['scope']} | {r.get('ratio_target') or '–'} | "
             f"{r['embedding_ratio']:.2f}× | {r[RATIO_KEY]:.2f}× | {r['value']:.4g} | {delta} | {_others(r)} | "
             f"{r.get('fit_seconds', '–')} |"
         )
