@@ -170,10 +170,11 @@ def _cell_options(settings: EvalSettings, text: str | None) -> dict[str, Any]:
 def _run_cells(models, methods, ratios, evals, texts, out, scope, settings, log, calibration, calib, distill, reference):
     done = {cell_key(r) for r in read_results(out)}
     cells = list(plan(models, methods, ratios, evals, texts))
-    distilled = json.dumps(_distill_fields(distill), sort_keys=True)
-    todo = [c for c in cells if (c[0], c[1].label, c[2], scope, c[3], settings.max_tokens,
-                                 json.dumps(_cell_options(settings, c[4]), sort_keys=True),
-                                 distilled if c[1].name != UNCOMPRESSED else "{}") not in done]
+    # the key each cell's row will have (cell_key), so a finished cell is recognised whatever it records
+    todo = [c for c in cells if cell_key({
+        "model": c[0], "method": c[1].label, "ratio_target": c[2], "scope": scope, "eval": c[3],
+        "max_tokens": settings.max_tokens, "eval_options": _cell_options(settings, c[4]),
+        "distill": _distill_fields(distill) if c[1].name != UNCOMPRESSED else None}) not in done]
     log(f"{len(cells)} cells, {len(cells) - len(todo)} already in {out}, {len(todo)} to run")
     loaded: dict[tuple[str, str], Any] = {}
     built: dict[tuple, Any] = {}  # the compressed model the next cells evaluate, with its row fields

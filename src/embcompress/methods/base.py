@@ -15,6 +15,7 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
+from .. import kernels
 from ..errors import EmbcompressError
 
 _DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
@@ -221,15 +222,17 @@ class CompressedEmbedding(nn.Module):
         return out.to(self.weight_dtype)
 
     def fused_logits(self, flat: torch.Tensor) -> torch.Tensor | None:
-        """(T, V) float32 ``flat @ Wᵀ`` computed from the stored form without decoding rows (no centre,
-        no padding row), or None where this method or this device has no such path."""
+        """(T, V) float32 ``flat @ Wᵀ`` from the stored form without decoding rows (no centre, no padding
+        row), or None where this method or this device has no such path. ``logits`` calls it only for
+        T ≤ kernels.FUSED_LOGITS_MAX_TOKENS."""
         return None
 
     def logits(self, hidden: torch.Tensor, chunk_rows: int = 16384) -> torch.Tensor:
         """``hidden @ W.T`` for the tied head: from the codes where the method can (``fused_logits``),
         else by decoding the matrix chunk by chunk, never whole."""
         flat = hidden.reshape(-1, self.embedding_dim)
-        fused = self.fused_logits(flat)
+        # many vectors (a prompt, a perplexity window): decoding chunks for one BLAS matmul is faster
+        fused = self.fused_logits(flat) if flat.shape[0] <= kernels.FUSED_LOGITS_MAX_TOKENS else None
         if fused is not None:
             if self.centered:
                 fused += (flat.float() @ self.center.float()).unsqueeze(-1)

@@ -9,7 +9,6 @@ from dataclasses import dataclass
 
 import torch
 
-from .. import kernels
 from ..errors import EmbcompressError
 from . import autoencoder, int as int_, svd
 from .registry import METHODS, register_method
@@ -53,8 +52,6 @@ class HybridEmbedding(CompressedEmbedding):
 
     def fused_logits(self, flat):
         """The low-rank part's logits (factorized) plus the int residual's (from its codes)."""
-        if flat.shape[0] > kernels.FUSED_LOGITS_MAX_TOKENS:
-            return None
         h = flat.float()
         return self.low_rank.logits(h).float() + self.residual.logits(h).float()
 

@@ -14,7 +14,6 @@ from dataclasses import dataclass
 
 import torch
 
-from .. import kernels
 from ..errors import EmbcompressError
 from . import int as int_, pq
 from .importance import calibration_counts, check_importance, token_id_weights
@@ -57,8 +56,6 @@ class MixedEmbedding(CompressedEmbedding):
 
     def fused_logits(self, flat):
         """Every row's logit from its PQ codes (lookup tables), the hot rows' from their int codes instead."""
-        if flat.shape[0] > kernels.FUSED_LOGITS_MAX_TOKENS:
-            return None
         h = flat.float()
         out = self.cold.logits(h)
         if self.num_hot:

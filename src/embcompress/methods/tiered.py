@@ -16,7 +16,6 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .. import kernels
 from ..errors import EmbcompressError
 from . import int as int_, pq, svd
 from .importance import calibration_counts, check_importance, token_id_weights
@@ -127,8 +126,6 @@ class TieredEmbedding(CompressedEmbedding):
     def fused_logits(self, flat):
         """Each tier's logits from its own stored form, written to its rows' columns, plus the rank part
         as (h·Vᵀ)·(UΣ)ᵀ; dropped rows get the rank part only."""
-        if flat.shape[0] > kernels.FUSED_LOGITS_MAX_TOKENS:
-            return None  # many vectors: decoding chunks for one matmul is faster
         h = flat.float()
         # every tier's logits side by side (tier by tier, rows ascending within a tier: a part's row order),
         # a dropped tier as zeros, then one gather puts each row's logit in its column
