@@ -1,6 +1,7 @@
 import json
 
 import pytest
+import torch
 
 from embcompress import cli, load_compressed
 from embcompress.sweep import read_results
@@ -27,7 +28,7 @@ def test_compress_info_eval_round_trip(capsys, tiny_lm_dir, data_dir, tmp_path):
     text = ok(capsys, "compress", tiny_lm_dir, "--method", "svd", "--rank", "4", "--out", out)
     assert "saved to" in text and (out / "embcompress.json").exists() and (out / "tokenizer.json").exists()
     info = ok(capsys, "info", out)
-    assert "method svd (input scope)" in info and "100 × 32" not in info
+    assert "input embedding: svd" in info and "(input scope)" in info and "100 × 32" not in info
     assert "3,200 → 528 params" in info  # 100·32 dense → 100·4 + 4·32 factors
     res = json.loads(ok(capsys, "eval", "perplexity", out, "--data-dir", data_dir, "--max-tokens", "300", "--json"))
     assert res["tokens_scored"] == 300 and res["bos"] is True and res["value"] > 1
@@ -217,3 +218,39 @@ def test_sweep_on_two_texts_compresses_once_and_keeps_a_cell_each(capsys, tiny_l
     change = (rows[3]["value"] / rows[1]["value"] - 1) * 100
     assert f"| perplexity on b.txt | svd | input | 2.0 |" in table and f"{change:+.1f} %" in table
     assert rows[2]["value"] != rows[3]["value"] and rows[2]["fit_seconds"] == rows[3]["fit_seconds"]
+
+
+def test_compress_both_scopes_of_an_untied_model_and_info_names_each_part(capsys, data_dir, tmp_path):
+    import transformers as tf
+
+    from conftest import char_tokenizer
+
+    torch.manual_seed(0)
+    folder = tmp_path / "untied"
+    cfg = tf.LlamaConfig(vocab_size=100, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=128,
+                         tie_word_embeddings=False, bos_token_id=1, eos_token_id=2)
+    tf.LlamaForCausalLM(cfg).save_pretrained(folder)
+    char_tokenizer(bos=True).save_pretrained(folder)
+    calib = tmp_path / "calib.txt"
+    calib.write_text("a calibration text about rivers and mountains, far from the test text. " * 40)
+    out = ok(capsys, "compress", folder, "--scope", "both", "-m", "svd", "--rank", "8", "--head-method", "int",
+             "--head-option", "bits=4", "--calibration", calib, "--data-dir", data_dir, "--out", tmp_path / "c")
+    assert "input embedding: svd" in out and "output head: int" in out and "head:      3,200 →" in out
+    info = ok(capsys, "info", tmp_path / "c")
+    assert 'output head: int {"bits": 4' in info and '"sha256"' in info and "calib.txt" in info
+    # the head alone, weighted by the model's own predictions on the calibration text
+    out = ok(capsys, "compress", folder, "--scope", "head", "-m", "tiered-pq", "-o", "ratio=4", "-o",
+             "tiers=8:16,4:16,0", "-o", "importance=calibration", "--calibration", calib, "--data-dir", data_dir,
+             "--out", tmp_path / "h")
+    assert "output head: tiered-pq (tiered)" in out
+    assert "perplexity" in ok(capsys, "eval", "perplexity", tmp_path / "h", "--data-dir", data_dir, "--no-reference")
+
+
+def test_head_scope_refusals(capsys, tiny_lm_dir, tmp_path):
+    code, _, err = run(capsys, "compress", tiny_lm_dir, "--scope", "head", "-m", "svd", "--rank", "4",
+                       "--out", tmp_path / "a")
+    assert code == 2 and "use --scope tied" in err and not (tmp_path / "a").exists()
+    code, _, err = run(capsys, "compress", tiny_lm_dir, "-m", "svd", "--rank", "4", "--head-method", "int",
+                       "--out", tmp_path / "a")
+    assert code == 2 and "need --scope both" in err

@@ -87,6 +87,25 @@ def test_distillation_moves_only_values_and_gets_closer(tmp_path, method, scope)
         assert torch.equal(load_compressed(save_compressed(student, tmp_path / "c"))(input_ids=ids).logits, expected)
 
 
+@pytest.mark.parametrize("method", ["int", "tiered-pq", "svd"])
+@pytest.mark.parametrize("scope", ["head", "both"])
+def test_distillation_covers_an_untied_head(method, scope):
+    teacher = _tiny("llama", tied=False, vocab=VOCAB).eval()
+    with torch.no_grad():
+        teacher.get_input_embeddings().weight.mul_(20)
+        teacher.get_output_embeddings().weight.mul_(20)  # a sharp head: its error shows in the KL
+    student = copy.deepcopy(teacher)
+    compress_model(student, make_config(method, **CASES[method]), scope=scope)
+    head = student.get_output_embeddings().embedding
+    codes, nbytes = _integer_state(head), head.nbytes()
+    held = calibration_windows(IdTokenizer(), _text(99, 2000), CONFIG)
+    before = held_out_distance(student, teacher, held, causal=True)
+    distill(student, teacher, IdTokenizer(), _text(1), CONFIG)
+    assert held_out_distance(student, teacher, held, causal=True) < before
+    head = student.get_output_embeddings().embedding
+    assert head.nbytes() == nbytes and all(torch.equal(v, head.state_dict()[k]) for k, v in codes.items())
+
+
 def test_same_seed_same_values_and_gguf_has_nothing_to_tune():
     teacher = _teacher()
     runs = []

@@ -104,6 +104,62 @@ def test_tied_scope_refused_for_untied_model(tiny_model):
         compress_model(model, make_config("svd", rank=4), scope="tied")
 
 
+@pytest.mark.parametrize("arch", ["gpt2", "llama"])
+@pytest.mark.parametrize("method", sorted(CONFIGS))
+@pytest.mark.parametrize("scope", ["head", "both"])
+def test_untied_head_scopes_round_trip(tiny_model, tmp_path, arch, method, scope):
+    import transformers as tf
+
+    model = tiny_model(arch, tied=False)
+    dense_input = model.get_input_embeddings().weight.detach().clone()
+    head_config = make_config("int", bits=3, group_size=16) if scope == "both" else None
+    info = compress_model(model, make_config(method, **CONFIGS[method]), scope=scope, head_config=head_config)
+    head = model.get_output_embeddings()
+    assert isinstance(head, CompressedHead) and not head.shared
+    assert head.embedding.method == ("int" if scope == "both" else make_config(method).method)
+    # the head's logits are h @ Ŵᵀ of its own compressed matrix, at decode and at prefill sizes
+    for h in (torch.randn(1, 1, 32), torch.randn(2, 20, 32)):
+        assert torch.allclose(head(h), h @ head.embedding.reconstruct().T, atol=1e-5)
+    emb = model.get_input_embeddings()
+    if scope == "head":
+        assert isinstance(emb, nn.Embedding) and torch.equal(emb.weight, dense_input)
+    else:
+        assert isinstance(emb, CompressedEmbedding) and emb is not head.embedding
+    assert 0 < info["after"]["head_bytes"] < info["before"]["head_bytes"] == 97 * 32 * 4
+    ids = torch.randint(1, 97, (2, 7))
+    expected = _logits(model, ids)
+    out = save_compressed(model, tmp_path / "c")
+    meta = json.loads((out / "embcompress.json").read_text())
+    assert meta["scope"] == scope and len(meta["sentinels"]) == (2 if scope == "both" else 1)
+    assert torch.equal(_logits(load_compressed(out), ids), expected)
+    assert torch.equal(_logits(tf.AutoModelForCausalLM.from_pretrained(out), ids), expected)
+
+
+def test_both_scope_unties_a_tied_model(tiny_model, tmp_path):
+    model = tiny_model("llama", tied=True)
+    info = compress_model(model, make_config("svd", rank=8), scope="both",
+                          head_config=make_config("int", bits=4, group_size=16))
+    emb, head = model.get_input_embeddings(), model.get_output_embeddings()
+    assert emb.method == "svd" and head.embedding.method == "int" and not model.config.tie_word_embeddings
+    assert info["was_tied"] and info["before"]["head_bytes"] == 0 and info["head"]["method"] == "int"
+    ids = torch.randint(1, 97, (2, 7))
+    assert torch.equal(_logits(load_compressed(save_compressed(model, tmp_path / "c")), ids), _logits(model, ids))
+
+
+def test_head_scopes_refused_where_there_is_no_separate_head(tiny_model):
+    from conftest import bert_encoder
+
+    with pytest.raises(EmbcompressError, match="use --scope tied"):
+        compress_model(tiny_model("llama", tied=True), make_config("svd", rank=4), scope="head")
+    encoder, _ = bert_encoder([f"t{i}" for i in range(50)])
+    for scope in ("head", "both"):
+        with pytest.raises(EmbcompressError, match="needs a model with an output head"):
+            compress_model(encoder, make_config("svd", rank=4), scope=scope)
+    with pytest.raises(EmbcompressError, match="needs scope 'both'"):
+        compress_model(tiny_model("llama", tied=False), make_config("svd", rank=4), scope="head",
+                       head_config=make_config("int"))
+
+
 def test_model_without_input_embedding_is_refused():
     with pytest.raises(EmbcompressError, match="no token-embedding module"):
         compress_model(nn.Linear(3, 3), make_config("svd", rank=2))
@@ -112,7 +168,7 @@ def test_model_without_input_embedding_is_refused():
 def test_unknown_scope_and_double_compression_refused(tiny_model):
     model = tiny_model("gpt2")
     with pytest.raises(EmbcompressError, match="unknown scope"):
-        compress_model(model, make_config("svd", rank=2), scope="both")
+        compress_model(model, make_config("svd", rank=2), scope="all")
     compress_model(model, make_config("svd", rank=2))
     with pytest.raises(EmbcompressError, match="already compressed"):
         compress_model(model, make_config("svd", rank=2))

@@ -56,6 +56,23 @@ def test_from_pretrained_equals_load_compressed(tiny_model, tmp_path, arch, meth
     assert torch.equal(_logits(AUTO[arch].from_pretrained(tmp_path / "again"), ids), expected)
 
 
+@pytest.mark.parametrize("method", sorted(METHOD_CASES))
+def test_untied_head_of_every_method_family_loads_right(tiny_model, tmp_path, method):
+    model = tiny_model("llama", tied=False, vocab=VOCAB)
+    # the method under test in the head; the input embedding in int4 beside it
+    compress_model(model, make_config("int", bits=4, group_size=16), scope="both",
+                   head_config=make_config(method, **METHOD_CASES[method]))
+    ids = torch.randint(3, VOCAB, (2, 9), generator=torch.Generator().manual_seed(1))
+    expected = _logits(model, ids)
+    out = save_compressed(model, tmp_path / "c")
+    loaded = tf.AutoModelForCausalLM.from_pretrained(out)
+    assert type(loaded.get_output_embeddings().embedding) is type(model.get_output_embeddings().embedding)
+    assert torch.equal(_logits(loaded, ids), expected)
+    assert torch.equal(_logits(load_compressed(out), ids), expected)
+    loaded.save_pretrained(tmp_path / "again")
+    assert torch.equal(_logits(tf.AutoModelForCausalLM.from_pretrained(tmp_path / "again"), ids), expected)
+
+
 def test_auto_model_and_requested_dtype(tiny_model, tmp_path):
     model = tiny_model("llama", vocab=VOCAB)
     compress_model(model, make_config("int", bits=4, group_size=16), scope="tied")
@@ -76,9 +93,10 @@ def test_compressed_model_saved_with_transformers_save_pretrained_loads_right(ti
     assert torch.equal(_logits(tf.AutoModelForCausalLM.from_pretrained(tmp_path / "hf"), ids), _logits(model, ids))
 
 
-def test_plain_transformers_refuses_without_the_import(tiny_model, tmp_path):
-    model = tiny_model("llama", vocab=VOCAB)
-    compress_model(model, make_config("svd", rank=4))
+@pytest.mark.parametrize("scope", ["input", "head"])
+def test_plain_transformers_refuses_without_the_import(tiny_model, tmp_path, scope):
+    model = tiny_model("llama", tied=scope == "input", vocab=VOCAB)
+    compress_model(model, make_config("svd", rank=4), scope=scope)
     out = save_compressed(model, tmp_path / "c")
     code = (f"import transformers\ntransformers.AutoModelForCausalLM.from_pretrained({str(out)!r})\n"
             "print('LOADED')")

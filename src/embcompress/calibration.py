@@ -69,3 +69,25 @@ def calibration_text(source: str, explicit_data_dir: str | None = None,
 def token_counts(tokenizer, text: str, vocab_size: int) -> torch.Tensor:
     ids = tokenizer(text, add_special_tokens=False).input_ids
     return torch.bincount(torch.tensor(ids, dtype=torch.long), minlength=vocab_size)[:vocab_size].float()
+
+
+def predicted_mass(model, tokenizer, text: str, max_tokens: int = 16384, seq_len: int = 512) -> torch.Tensor:
+    """Importance of each output-head row: the probability the model puts on that token, summed over the
+    calibration positions (an expected count, on the scale of ``token_counts``).
+
+    A head row's error moves its logit at every position, and the KL to the original model grows with
+    that token's probability there (the softmax Fisher is diag(p) − ppᵀ), so the mean predicted
+    probability is the weight that matters; it also reaches tokens the text never contains.
+    """
+    ids = tokenizer(text, add_special_tokens=False, return_tensors="pt").input_ids[0][:max_tokens]
+    if ids.numel() < 2:
+        raise EmbcompressError("the calibration text has fewer than 2 tokens; give a longer text")
+    device = next(model.parameters()).device
+    vocab = model.get_output_embeddings().out_features
+    mass = torch.zeros(vocab, dtype=torch.float64)
+    with torch.no_grad():
+        for start in range(0, ids.numel(), seq_len):
+            window = ids[start:start + seq_len].unsqueeze(0).to(device)
+            logits = model(input_ids=window).logits[0].float()
+            mass += torch.softmax(logits, dim=-1).sum(0).double().cpu()[:vocab]
+    return mass.float()

@@ -83,8 +83,12 @@ def _distill_config(distill: bool, distill_opts, calibration: str | None):
 @click.option("--ratio", type=float, help="Target compression ratio (parameters, as in the paper).")
 @click.option("--rank", type=int, help="Explicit rank / latent size instead of --ratio.")
 @click.option("--option", "-o", "opts", multiple=True, help="Method option key=value, repeatable.")
-@click.option("--scope", type=click.Choice(["input", "tied"]), default="input", show_default=True,
-              help="input: output head keeps the original matrix (the paper's); tied: head uses the compressed one.")
+@click.option("--scope", type=click.Choice(["input", "tied", "head", "both"]), default="input", show_default=True,
+              help="input: output head keeps the original matrix (the paper's); tied: head uses the compressed one; "
+              "head: only an untied output head; both: input embedding and head, each compressed on its own.")
+@click.option("--head-method", default=None, help="With --scope both: the head's method (default: --method).")
+@click.option("--head-ratio", type=float, default=None, help="With --scope both: the head's target ratio.")
+@click.option("--head-option", "head_opts", multiple=True, help="With --scope both: head method option key=value.")
 @click.option("--task", default=None, help="Model head to load (causal-lm, encoder, masked-lm, ...).")
 @click.option("--out", required=True, type=click.Path(), help="Output folder.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing output folder.")
@@ -95,9 +99,9 @@ def _distill_config(distill: bool, distill_opts, calibration: str | None):
 @click.option("--distill-option", "distill_opts", multiple=True,
               help="Distillation setting key=value, repeatable (steps, batch_size, seq_len, tokens, lr, seed).")
 @data_dir_option
-def compress(model, method, ratio, rank, opts, scope, task, out, overwrite, calibration, distill, distill_opts,
-             data_dir):
-    """Compress MODEL's input embedding and save it to --out."""
+def compress(model, method, ratio, rank, opts, scope, head_method, head_ratio, head_opts, task, out, overwrite,
+             calibration, distill, distill_opts, data_dir):
+    """Compress MODEL's input embedding (and/or output head, see --scope) and save it to --out."""
     from .methods import make_config
     from .models import load_model
     from .serialization import check_target, save_compressed
@@ -110,14 +114,22 @@ def compress(model, method, ratio, rank, opts, scope, task, out, overwrite, cali
     if rank is not None:
         options["rank"] = rank
     config = make_config(method, **options)
-    from .calibration import calibration_text, token_counts
+    head_config = _head_config(scope, method, head_method, head_ratio, head_opts)
+    from .calibration import calibration_text, predicted_mass, token_counts
 
     distill_config = _distill_config(distill, distill_opts, calibration)
     calib = calibration_text(calibration, data_dir) if calibration else None
     m, tok = load_model(model, task=task)
     teacher = copy.deepcopy(m) if distill_config is not None else None
     counts = None if calib is None else token_counts(tok, calib, m.get_input_embeddings().num_embeddings)
-    info = compress_model(m, config, scope=scope, row_weights=counts)
+    head_weights = None if calib is None or scope not in ("head", "both") else predicted_mass(m, tok, calib)
+    if scope == "head":
+        counts = head_weights
+    info = compress_model(m, config, scope=scope, row_weights=counts, head_config=head_config,
+                          head_row_weights=head_weights)
+    info["preset"] = method
+    if scope == "both":
+        info["head"]["preset"] = head_method or method
     extra = {"source_model": model}
     if calibration:
         extra["calibration"] = _text_identity(calibration)
@@ -137,6 +149,21 @@ def compress(model, method, ratio, rank, opts, scope, task, out, overwrite, cali
     click.echo(f"saved to {out}")
 
 
+def _head_config(scope, method, head_method, head_ratio, head_opts):
+    """The head's config for --scope both (None: the head takes --method's); refused with other scopes."""
+    from .methods import make_config
+
+    if head_method is None and head_ratio is None and not head_opts:
+        return None
+    if scope != "both":
+        raise EmbcompressError("--head-method/--head-ratio/--head-option need --scope both; with --scope head, "
+                               "give the head's method as --method")
+    options = _options(head_opts)
+    if head_ratio is not None:
+        options["ratio"] = head_ratio
+    return make_config(head_method or method, **options)
+
+
 def _text_identity(source: str) -> dict:
     """A named text by name; a file by name and sha256 (so info can say what calibrated a folder)."""
     import hashlib
@@ -148,13 +175,32 @@ def _text_identity(source: str) -> dict:
     return {"file": Path(source).name, "sha256": hashlib.sha256(Path(source).read_bytes()).hexdigest()}
 
 
-def _print_sizes(info):
+def _part_line(part: dict, options: bool) -> str:
+    """``tiered-pq (tiered) {options}``: the name the user gave, the module type, and the options."""
+    preset, kind = part.get("preset"), part["method"]
+    name = kind if preset in (None, kind) else f"{preset} ({kind})"
+    config = {k: v for k, v in part.get("config", {}).items() if k != "method"}
+    return name + (" " + json.dumps(config) if options and config else "")
+
+
+def _print_sizes(info, options: bool = False):
     b, a = info["before"], info["after"]
-    click.echo(f"method {info['method']} ({info['scope']} scope)")
+    scope = info["scope"]
+    head = info.get("head") or {}
+    parts = {"input": info} if scope in ("input", "tied") else {"head": info} if scope == "head" else \
+        {"input": info, "head": head}
+    for role, part in parts.items():
+        what = "input embedding" + (" and tied head" if scope == "tied" else "") if role == "input" else "output head"
+        click.echo(f"{what}: {_part_line(part, options)} ({scope} scope)")
     click.echo(f"embedding: {b['embedding_parameters']:,} → {a['embedding_parameters']:,} params, "
                f"{b['embedding_bytes']:,} → {a['embedding_bytes']:,} bytes "
                f"({b['embedding_bytes'] / a['embedding_bytes']:.2f}×; "
                f"{b['embedding_parameters'] * 2 / a['embedding_bytes']:.2f}× against fp16, the ratio methods target)")
+    if a.get("head_bytes"):
+        before_head = b["head_bytes"] or b["embedding_bytes"]  # a tied head was the embedding's matrix
+        before_params = b["head_parameters"] or b["embedding_parameters"]
+        click.echo(f"head:      {before_params:,} → {a['head_parameters']:,} params, {before_head:,} → "
+                   f"{a['head_bytes']:,} bytes ({before_params * 2 / a['head_bytes']:.2f}× against fp16)")
     click.echo(f"model:     {b['model_parameters']:,} → {a['model_parameters']:,} params, "
                f"{b['model_bytes']:,} → {a['model_bytes']:,} bytes")
 
@@ -167,9 +213,8 @@ def info(folder, no_verify):
     from .serialization import read_meta, verify_folder
 
     meta = read_meta(folder)
-    _print_sizes(meta)
+    _print_sizes(meta, options=True)
     click.echo(f"source model: {meta.get('source_model', '?')}  class: {meta['model_class']}")
-    click.echo("config: " + json.dumps(meta.get("config", {})))
     if "calibration" in meta:
         click.echo("calibration: " + json.dumps(meta["calibration"]))
     if "distill" in meta:

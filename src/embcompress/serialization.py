@@ -35,7 +35,9 @@ FORMAT_VERSION = 2
 READABLE_VERSIONS = (1, 2)  # 1: before config.json carried quantization_config and every file a checksum
 QUANT_METHOD = "embcompress"
 PARTIAL_MARKER = ".embcompress-partial"  # inside a folder being written: pid@host of the writer
-SCOPES = ("input", "tied")
+# input: the input embedding; tied: one compressed matrix read by the embedding and the head; head: an
+# untied output head alone; both: the input embedding and an untied head, each its own module
+SCOPES = ("input", "tied", "head", "both")
 MAX_HEADER_BYTES = 100 << 20
 MAX_POSITIONS = 1 << 21  # models precompute per-position buffers at init; no real model here needs more
 MAX_SPEC_ITEMS = 256
@@ -348,6 +350,14 @@ def check_meta(meta: Any, where: str) -> dict[str, Any]:
         raise EmbcompressError(f"{where} has model_class {cls!r}; compress the model again")
     _model_class(cls)
     check_module_spec(meta.get("method"), meta.get("spec"), where)
+    if meta["scope"] == "both":
+        head = meta.get("head")
+        if not (isinstance(head, dict) and isinstance(head.get("config", {}), dict)):
+            raise EmbcompressError(f"{where} has scope 'both' but no head part; compress the model again")
+        check_module_spec(head.get("method"), head.get("spec"), f"{where} head")
+        if head["spec"]["num_embeddings"] != meta["spec"]["num_embeddings"]:
+            raise EmbcompressError(f"{where} has a head of {head['spec']['num_embeddings']} rows for an embedding of "
+                                   f"{meta['spec']['num_embeddings']}; compress the model again")
     sums = meta.get("sha256")
     if not (isinstance(sums, dict) and WEIGHTS_FILE in sums and all(
             isinstance(k, str) and "/" not in k and k not in ("", ".", "..") and isinstance(v, str)
@@ -356,7 +366,8 @@ def check_meta(meta: Any, where: str) -> dict[str, Any]:
     aliases = meta.get("aliases", {})
     if not (isinstance(aliases, dict) and all(isinstance(k, str) and isinstance(v, str) for k, v in aliases.items())):
         raise EmbcompressError(f"{where} has invalid aliases; compress the model again")
-    if not isinstance(meta.get("sentinel", ""), str):
+    sentinels = meta.get("sentinels", [meta.get("sentinel", "")])
+    if not (isinstance(sentinels, list) and len(sentinels) <= 2 and all(isinstance(n, str) for n in sentinels)):
         raise EmbcompressError(f"{where} has an invalid sentinel name; compress the model again")
     if not isinstance(meta.get("head_bias", False), bool):
         raise EmbcompressError(f"{where} has invalid head_bias; compress the model again")
@@ -407,18 +418,38 @@ def verify_files(path: Path, meta: dict[str, Any]) -> list[str]:
 
 def quantization_config(info: dict[str, Any]) -> dict[str, Any]:
     """What ``config.json`` carries so that transformers' ``from_pretrained`` rebuilds the compressed model."""
-    return {"quant_method": QUANT_METHOD, "format_version": FORMAT_VERSION, "scope": info["scope"],
-            "method": info["method"], "spec": info["spec"], "head_bias": bool(info["head_bias"])}
+    config = {"quant_method": QUANT_METHOD, "format_version": FORMAT_VERSION, "scope": info["scope"],
+              "method": info["method"], "spec": info["spec"], "head_bias": bool(info["head_bias"])}
+    if info.get("head") is not None:
+        config["head"] = {"method": info["head"]["method"], "spec": info["head"]["spec"]}
+    return config
 
 
-def sentinel_name(model: nn.Module) -> str:
-    """The dense input matrix's own name. A tiny tensor under it makes plain transformers (without the
-    embcompress quantizer) refuse the folder with a size mismatch instead of loading a random embedding."""
-    emb = model.get_input_embeddings()
-    for name, module in model.named_modules():
-        if module is emb:
-            return f"{name}.weight"
-    raise EmbcompressError("the compressed embedding is not part of the model; compress it again")
+def module_parts(meta: dict[str, Any]) -> dict[str, tuple[str, dict[str, Any]]]:
+    """Which compressed module each role holds, ``{"input"|"head": (method, spec)}``: the top-level method
+    and spec describe the first compressed module (the head's, in scope ``head``), ``head`` the second."""
+    first = (meta["method"], meta["spec"])
+    if meta["scope"] == "head":
+        return {"head": first}
+    if meta["scope"] == "both":
+        return {"input": first, "head": (meta["head"]["method"], meta["head"]["spec"])}
+    return {"input": first}
+
+
+def sentinel_names(model: nn.Module, scope: str) -> list[str]:
+    """The dense matrices' own names (input embedding, and an untied head that was compressed). A tiny
+    tensor under each makes plain transformers (without the embcompress quantizer) refuse the folder
+    with a size mismatch instead of loading a random embedding or head."""
+    wanted = ([model.get_input_embeddings()] if scope != "head" else []) + \
+             ([model.get_output_embeddings()] if scope in ("head", "both") else [])
+    names = {id(module): f"{name}.weight" for name, module in model.named_modules()}
+    if any(m is None or id(m) not in names for m in wanted):
+        raise EmbcompressError("the compressed embedding is not part of the model; compress it again")
+    return [names[id(m)] for m in wanted]
+
+
+def folder_sentinels(meta: dict[str, Any]) -> set[str]:
+    return set(meta.get("sentinels", [meta.get("sentinel")])) - {None, ""}
 
 
 SENTINEL = torch.zeros(1, dtype=torch.uint8)
@@ -435,8 +466,9 @@ def write_folder(model: nn.Module, tmp: Path, tokenizer, info: dict[str, Any], e
     config["dtype"] = str(getattr(model, "dtype", torch.float32)).removeprefix("torch.")
     (tmp / CONFIG_FILE).write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
     state, aliases = dedupe_shared(model.state_dict())
-    sentinel = sentinel_name(model)
-    state[sentinel] = SENTINEL
+    sentinels = sentinel_names(model, info["scope"])
+    for name in sentinels:
+        state[name] = SENTINEL.clone()
     save_file(state, str(tmp / WEIGHTS_FILE), metadata={"format": "pt", "embcompress": str(FORMAT_VERSION)})
     if tokenizer is not None:
         tokenizer.save_pretrained(tmp)
@@ -446,7 +478,8 @@ def write_folder(model: nn.Module, tmp: Path, tokenizer, info: dict[str, Any], e
         "model_class": type(model).__name__,
         **info,
         "aliases": aliases,
-        "sentinel": sentinel,
+        "sentinel": sentinels[0],
+        "sentinels": sentinels,
         **(extra or {}),
         "sha256": {name: sha256_file(tmp / name) for name in files},
     }
@@ -519,6 +552,8 @@ def build_empty(path: Path, meta: dict[str, Any], entries: dict[str, dict[str, A
 
     config = load_config(path)
     check_config_against_weights(config, entries, meta["spec"], str(path / CONFIG_FILE))
+    parts = {role: empty_module(method, spec, f"{path / META_FILE} {role}")
+             for role, (method, spec) in module_parts(meta).items()}
     cls = _model_class(meta["model_class"])
     if not isinstance(config, cls.config_class):
         raise EmbcompressError(f"{path / CONFIG_FILE} is a {type(config).__name__}, not a config of "
@@ -529,9 +564,9 @@ def build_empty(path: Path, meta: dict[str, Any], entries: dict[str, dict[str, A
     except Exception as e:  # a config transformers itself rejects
         raise EmbcompressError(f"{path / CONFIG_FILE} does not build {meta['model_class']} "
                                f"({type(e).__name__}); compress the model again") from None
-    install_empty(model, empty_module(meta["method"], meta["spec"]), meta["scope"], meta["head_bias"])
+    install_empty(model, parts, meta["scope"], meta["head_bias"])
     expected = model.state_dict()
-    stored = set(entries) - {meta.get("sentinel")}
+    stored = set(entries) - folder_sentinels(meta)
     wanted = set(expected) - set(meta["aliases"])
     if stored != wanted or not set(meta["aliases"].values()) <= stored:
         diff = sorted(stored ^ wanted)[:3]
@@ -571,7 +606,8 @@ def load_compressed(path: str | Path, device: str | torch.device | None = None, 
     path = Path(path)
     meta, _, entries, start, model = open_folder(path, verify)
     weights = path / WEIGHTS_FILE
-    state = read_safetensors(weights, {k: v for k, v in entries.items() if k != meta.get("sentinel")}, start)
+    sentinels = folder_sentinels(meta)
+    state = read_safetensors(weights, {k: v for k, v in entries.items() if k not in sentinels}, start)
     for alias, source in meta["aliases"].items():
         state[alias] = state[source]
     try:
@@ -580,7 +616,7 @@ def load_compressed(path: str | Path, device: str | torch.device | None = None, 
         first = str(e).strip().splitlines()[0]
         raise EmbcompressError(f"{weights} does not fit {meta['model_class']} ({first}); compress the model again") from None
     relink_head(model)  # assign=True replaced the Parameters
-    model.embcompress_info = {k: meta[k] for k in ("scope", "method", "config", "spec", "head_bias", "was_tied",
-                                                   "before", "after") if k in meta}
+    model.embcompress_info = {k: meta[k] for k in ("scope", "method", "config", "spec", "head", "head_bias",
+                                                   "was_tied", "before", "after") if k in meta}
     model.eval()
     return model.to(device) if device is not None else model

@@ -184,8 +184,9 @@ def from_embedding(source: torch.nn.Module, config, row_weights: torch.Tensor | 
     what the layer itself carries (padding row, Gemma's ``embed_scale``), frozen."""
     weight = source.weight.detach()
     module = compress(weight, config, row_weights=row_weights)
-    module.padding_idx = source.padding_idx
-    module.zero_padding_row = source.padding_idx is not None and bool((weight[source.padding_idx] == 0).all())
+    padding_idx = getattr(source, "padding_idx", None)  # an output head (nn.Linear) has none
+    module.padding_idx = padding_idx
+    module.zero_padding_row = padding_idx is not None and bool((weight[padding_idx] == 0).all())
     module.scale = float(getattr(source, "embed_scale", 1.0))  # Gemma's sqrt(hidden) stays inside the module
     return module.requires_grad_(False)
 
