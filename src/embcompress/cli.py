@@ -26,6 +26,10 @@ def _options(pairs: tuple[str, ...]) -> dict:
     return dict(parse_option(pair) for pair in pairs)
 
 
+device_map_option = click.option(
+    "--device-map", "device_map", default=None,
+    help="Place the model with accelerate: auto, balanced, sequential, a device (cpu, cuda:0), or a JSON object of "
+    'module → device, inline or a .json file (e.g. {"model.layers.0": 0, "lm_head": "cpu"}); "disk" offloads.')
 data_dir_option = click.option("--data-dir", type=click.Path(), default=None,
                                help="Folder with the evaluation data (default ../shared/data or $EMBCOMPRESS_DATA).")
 
@@ -98,9 +102,12 @@ def _distill_config(distill: bool, distill_opts, calibration: str | None):
               "--calibration text (KL of next-token distributions); stored format and bytes unchanged.")
 @click.option("--distill-option", "distill_opts", multiple=True,
               help="Distillation setting key=value, repeatable (steps, batch_size, seq_len, tokens, lr, seed).")
+@device_map_option
+@click.option("--stream", is_flag=True, help="Read only the embedding/head from the model's safetensors shards and "
+              "copy every other tensor through, in its stored dtype: memory about the embedding's, whatever the model's size.")
 @data_dir_option
 def compress(model, method, ratio, rank, opts, scope, head_method, head_ratio, head_opts, task, out, overwrite,
-             calibration, distill, distill_opts, data_dir):
+             calibration, distill, distill_opts, device_map, stream, data_dir):
     """Compress MODEL's input embedding (and/or output head, see --scope) and save it to --out."""
     from .methods import make_config
     from .models import load_model
@@ -119,20 +126,24 @@ def compress(model, method, ratio, rank, opts, scope, head_method, head_ratio, h
 
     distill_config = _distill_config(distill, distill_opts, calibration)
     calib = calibration_text(calibration, data_dir) if calibration else None
-    m, tok = load_model(model, task=task)
+    extra = {"source_model": model}
+    if calibration:
+        extra["calibration"] = _text_identity(calibration)
+    presets = {"preset": method, "head_preset": head_method}
+    placement = _compress_device_map(device_map, stream)
+    if stream:
+        info = _stream(model, out, config, scope, head_config, calib, distill_config, overwrite, extra, presets)
+        _print_sizes(info)
+        click.echo(f"saved to {out}")
+        return
+    m, tok = load_model(model, task=task, device_map=placement)
     teacher = copy.deepcopy(m) if distill_config is not None else None
     counts = None if calib is None else token_counts(tok, calib, m.get_input_embeddings().num_embeddings)
     head_weights = None if calib is None or scope not in ("head", "both") else predicted_mass(m, tok, calib)
     if scope == "head":
         counts = head_weights
     info = compress_model(m, config, scope=scope, row_weights=counts, head_config=head_config,
-                          head_row_weights=head_weights)
-    info["preset"] = method
-    if scope == "both":
-        info["head"]["preset"] = head_method or method
-    extra = {"source_model": model}
-    if calibration:
-        extra["calibration"] = _text_identity(calibration)
+                          head_row_weights=head_weights, **presets)
     if teacher is not None:
         from .distill import distill as run_distill
 
@@ -147,6 +158,46 @@ def compress(model, method, ratio, rank, opts, scope, head_method, head_ratio, h
     save_compressed(m, out, tokenizer=tok, overwrite=overwrite, extra=extra)
     _print_sizes(info)
     click.echo(f"saved to {out}")
+
+
+def _stream(model, out, config, scope, head_config, calib, distill_config, overwrite, extra, presets):
+    """compress --stream: the model is never loaded; the head's importance is the calibration counts
+    (its predicted probability mass would need the whole model)."""
+    import transformers
+
+    from .calibration import token_counts
+    from .models import resolve
+    from .serialization import load_config
+    from .streaming import Shards, stream_compress
+
+    if distill_config is not None:
+        raise EmbcompressError("--distill needs the whole model in memory; drop --stream")
+    source = Path(resolve(model))
+    if not source.is_dir():
+        raise EmbcompressError(f"--stream reads a local model folder of safetensors files; {model} is not one "
+                               "(download it first, or compress without --stream)")
+    Shards(source)  # the shards' checks before anything else is read
+    try:
+        tok = transformers.AutoTokenizer.from_pretrained(source, trust_remote_code=False)
+    except (OSError, ValueError, KeyError, ImportError) as e:
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+        raise EmbcompressError(f"cannot load the tokenizer of {source} ({first}); give the model's whole folder") from None
+    config_text = load_config(source)
+    config_text = config_text.get_text_config() if hasattr(config_text, "get_text_config") else config_text
+    counts = None if calib is None else token_counts(tok, calib, config_text.vocab_size)
+    return stream_compress(source, out, config, scope=scope, tokenizer=tok, overwrite=overwrite, extra=extra,
+                           row_weights=counts, head_config=head_config, head_row_weights=counts, **presets)
+
+
+def _compress_device_map(text, stream: bool):
+    from .models import parse_device_map
+
+    placement = parse_device_map(text)
+    if placement is not None and stream:
+        raise EmbcompressError("--stream never loads the model, so it takes no --device-map; drop one of them")
+    if isinstance(placement, dict) and "disk" in placement.values():
+        raise EmbcompressError("compress cannot save weights offloaded to disk; for a model larger than memory use --stream")
+    return placement
 
 
 def _head_config(scope, method, head_method, head_ratio, head_opts):
@@ -262,20 +313,21 @@ def _settings(data_dir, max_tokens, window, stride):
     return EvalSettings(data_dir=data_dir, max_tokens=max_tokens, window=window, stride=stride)
 
 
-def _run_evaluation(name: str, model: str, settings, as_json: bool) -> None:
+def _run_evaluation(name: str, model: str, settings, as_json: bool, device_map: str | None = None) -> None:
     """Load MODEL (name, folder or compressed folder) for evaluation NAME, run it, print the result."""
+    from .device import input_device
     from .evaluate.registry import get_evaluation
-    from .models import load_any
+    from .models import load_any, parse_device_map
 
     ev = get_evaluation(name)
-    m, tok = load_any(model, task=ev.task)
+    m, tok = load_any(model, task=ev.task, device_map=parse_device_map(device_map))
     reference = settings.reference
     if reference is not None:
         ours, theirs = m.get_input_embeddings().num_embeddings, reference.get_input_embeddings().num_embeddings
         if ours != theirs:
             raise EmbcompressError(f"the reference has {theirs:,} tokens in its vocabulary, {model} has {ours:,}; "
                                    "give the model it was compressed from as --reference")
-        reference.to(next(m.parameters()).device)
+        reference.to(input_device(m))
     result = ev.run(m, tok, settings)
     if reference is not None:
         result["reference"] = getattr(reference, "embcompress_name", "reference")
@@ -297,7 +349,8 @@ json_option = click.option("--json", "as_json", is_flag=True, help="Print the re
               "(default for a compressed folder: its source model, when it can be loaded).")
 @click.option("--no-reference", is_flag=True, help="Skip the closeness metrics (half the time).")
 @json_option
-def perplexity(model, data_dir, max_tokens, window, stride, text, reference, no_reference, as_json):
+@device_map_option
+def perplexity(model, data_dir, max_tokens, window, stride, text, reference, no_reference, as_json, device_map):
     """Causal-LM perplexity of MODEL (name, folder or compressed folder) on WikiText-2 raw test (or --text)."""
     settings = _settings(data_dir, max_tokens, window, stride)
     if text is not None:
@@ -307,7 +360,7 @@ def perplexity(model, data_dir, max_tokens, window, stride, text, reference, no_
         settings.extra["text"] = text
     if not no_reference:
         settings.reference = _reference_model(model, reference)
-    _run_evaluation("perplexity", model, settings, as_json)
+    _run_evaluation("perplexity", model, settings, as_json, device_map)
 
 
 def _reference_model(model: str, reference: str | None):
@@ -338,12 +391,13 @@ def _reference_model(model: str, reference: str | None):
 @data_dir_option
 @click.option("--text", default=None, help="Sentence pairs: stsb-dev (default, reported) or stsb-train (validation).")
 @json_option
-def sts(model, data_dir, text, as_json):
+@device_map_option
+def sts(model, data_dir, text, as_json, device_map):
     """Zero-shot STS-B dev Spearman ×100 of MODEL (a sentence encoder, e.g. minilm-l6)."""
     settings = _settings(data_dir, None, None, None)
     if text is not None:
         settings.extra["text"] = text
-    _run_evaluation("sts", model, settings, as_json)
+    _run_evaluation("sts", model, settings, as_json, device_map)
 
 
 @eval_group.command("mlm-perplexity")
@@ -351,11 +405,12 @@ def sts(model, data_dir, text, as_json):
 @data_dir_option
 @click.option("--max-lines", type=int, default=None, help="Evaluate only the first N kept lines (quick runs).")
 @json_option
-def mlm_perplexity_cmd(model, data_dir, max_lines, as_json):
+@device_map_option
+def mlm_perplexity_cmd(model, data_dir, max_lines, as_json, device_map):
     """Masked-LM pseudo-perplexity of MODEL with the paper's protocol (e.g. bert-base-uncased)."""
     settings = _settings(data_dir, None, None, None)
     settings.extra["max_lines"] = max_lines
-    _run_evaluation("mlm-perplexity", model, settings, as_json)
+    _run_evaluation("mlm-perplexity", model, settings, as_json, device_map)
 
 
 def finetune_options(f):

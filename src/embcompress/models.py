@@ -184,8 +184,51 @@ def infer_task(source: str) -> str:
                            f"pass --task ({', '.join(TASKS)})")
 
 
-def load_model(name_or_path: str, task: str | None = None, device: str | torch.device | None = None, **kwargs):
-    """(model, tokenizer) in fp32, in eval mode, on ``device`` (default: a GPU when there is one)."""
+DEVICE_MAP_WORDS = ("auto", "balanced", "balanced_low_0", "sequential")
+
+
+def parse_device_map(text: str | None):
+    """``--device-map``: auto/balanced/sequential, one device (cpu, cuda, cuda:1, mps), or a JSON object
+    (inline or a .json file) mapping module names to devices (a GPU index, cpu or disk)."""
+    if text is None:
+        return None
+    text = text.strip()
+    if text in DEVICE_MAP_WORDS or text in ("cpu", "mps", "cuda") or (text.startswith("cuda:") and text[5:].isdigit()):
+        return text
+    raw = Path(text).read_text(encoding="utf-8") if text.endswith(".json") and Path(text).is_file() else text
+    try:
+        mapping = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        mapping = None
+    if not (isinstance(mapping, dict) and mapping and all(
+            isinstance(k, str) and (isinstance(v, int) and not isinstance(v, bool) and v >= 0
+                                    or v in ("cpu", "disk", "mps") or isinstance(v, str) and v.startswith("cuda"))
+            for k, v in mapping.items())):
+        raise EmbcompressError(f"--device-map {text[:80]!r} is not auto, balanced, sequential, a device (cpu, cuda:0) "
+                               'or a JSON object of module → device (e.g. {"model.layers.0": 0, "lm_head": "cpu"})')
+    return mapping
+
+
+def _device_map_kwargs(device_map) -> dict:
+    """from_pretrained's arguments for a device map; a map that offloads to disk gets a temp folder."""
+    if device_map is None:
+        return {}
+    kwargs = {"device_map": device_map}
+    if isinstance(device_map, dict) and "disk" in device_map.values():
+        import atexit
+        import shutil
+        import tempfile
+
+        folder = tempfile.mkdtemp(prefix="embcompress-offload-")
+        atexit.register(shutil.rmtree, folder, True)
+        kwargs["offload_folder"] = folder
+    return kwargs
+
+
+def load_model(name_or_path: str, task: str | None = None, device: str | torch.device | None = None,
+               device_map=None, **kwargs):
+    """(model, tokenizer) in fp32, in eval mode, on ``device`` (default: a GPU when there is one), or placed
+    by accelerate along ``device_map`` (see ``parse_device_map``) across GPUs, CPU and disk."""
     import transformers
 
     if task is not None and task not in TASKS:
@@ -196,7 +239,7 @@ def load_model(name_or_path: str, task: str | None = None, device: str | torch.d
     auto = getattr(transformers, TASKS[task])
     try:
         model, loading = auto.from_pretrained(source, dtype=torch.float32, trust_remote_code=False,
-                                              output_loading_info=True, **kwargs)
+                                              output_loading_info=True, **_device_map_kwargs(device_map), **kwargs)
         tokenizer = transformers.AutoTokenizer.from_pretrained(source, trust_remote_code=False)
     except (OSError, ValueError, KeyError, ImportError, RuntimeError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
@@ -211,19 +254,26 @@ def load_model(name_or_path: str, task: str | None = None, device: str | torch.d
         raise EmbcompressError(f"{name_or_path} lacks {len(own)} of the model's weights (e.g. {sorted(own)[0]}); "
                                "give a complete checkpoint (model.safetensors)")
     model.eval()
+    if device_map is not None:  # accelerate placed it (and moves inputs between devices with its hooks)
+        return model, tokenizer
     return model.to(device if device is not None else default_device()), tokenizer
 
 
-def load_any(name_or_path: str, task: str | None = None, device=None):
+def load_any(name_or_path: str, task: str | None = None, device=None, device_map=None):
     """A model or a compressed folder → (model, tokenizer)."""
     import transformers
 
-    from .serialization import is_compressed_dir, load_compressed
+    from .serialization import is_compressed_dir, load_compressed, verify_folder
 
     if Path(name_or_path).is_dir() and is_compressed_dir(name_or_path):
-        model = load_compressed(name_or_path, device=device if device is not None else default_device())
+        if device_map is not None:  # through transformers and the embcompress quantizer, which accelerate places
+            verify_folder(name_or_path)
+            auto = getattr(transformers, TASKS[task or infer_task(name_or_path)])
+            model = auto.from_pretrained(name_or_path, **_device_map_kwargs(device_map)).eval()
+        else:
+            model = load_compressed(name_or_path, device=device if device is not None else default_device())
         return model, transformers.AutoTokenizer.from_pretrained(name_or_path)
-    return load_model(name_or_path, task=task, device=device)
+    return load_model(name_or_path, task=task, device=device, device_map=device_map)
 
 
 def describe_builtins() -> list[dict]:

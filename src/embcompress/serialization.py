@@ -191,7 +191,7 @@ def dedupe_shared(state: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tenso
             aliases[name] = owner[key]
         else:
             owner[key] = name
-            kept[name] = t.detach().cpu().contiguous()
+            kept[name] = t.detach() if t.device.type == "meta" else t.detach().cpu().contiguous()
     return kept, aliases
 
 
@@ -455,21 +455,32 @@ def folder_sentinels(meta: dict[str, Any]) -> set[str]:
 SENTINEL = torch.zeros(1, dtype=torch.uint8)
 
 
-def write_folder(model: nn.Module, tmp: Path, tokenizer, info: dict[str, Any], extra: dict[str, Any] | None) -> None:
+def _save_state(state: dict[str, torch.Tensor], path: Path) -> None:
     from safetensors.torch import save_file
 
+    save_file(state, str(path), metadata=WEIGHTS_METADATA)
+
+
+WEIGHTS_METADATA = {"format": "pt", "embcompress": str(FORMAT_VERSION)}
+
+
+def write_folder(model: nn.Module, tmp: Path, tokenizer, info: dict[str, Any], extra: dict[str, Any] | None,
+                 save_state: Callable[[dict[str, torch.Tensor], Path], None] = _save_state,
+                 dtype: torch.dtype | None = None) -> None:
+    """The folder's files. ``save_state`` writes the (deduplicated) state dict to the weights file: by
+    default all in memory; streaming compress copies the meta-device tensors from the source shards."""
     model.config.save_pretrained(tmp)
     config = json.loads((tmp / CONFIG_FILE).read_text())
     config["quantization_config"] = quantization_config(info)
     # as transformers' save_pretrained does: without it, dtype "auto" would follow the first float tensor
     # of the file, which can be an fp16 factor of the compressed embedding
-    config["dtype"] = str(getattr(model, "dtype", torch.float32)).removeprefix("torch.")
+    config["dtype"] = str(dtype or getattr(model, "dtype", torch.float32)).removeprefix("torch.")
     (tmp / CONFIG_FILE).write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
     state, aliases = dedupe_shared(model.state_dict())
     sentinels = sentinel_names(model, info["scope"])
     for name in sentinels:
         state[name] = SENTINEL.clone()
-    save_file(state, str(tmp / WEIGHTS_FILE), metadata={"format": "pt", "embcompress": str(FORMAT_VERSION)})
+    save_state(state, tmp / WEIGHTS_FILE)
     if tokenizer is not None:
         tokenizer.save_pretrained(tmp)
     files = sorted(p.name for p in tmp.iterdir() if p.is_file() and p.name not in (META_FILE, PARTIAL_MARKER))

@@ -173,7 +173,8 @@ def size_report(model: nn.Module) -> dict[str, int]:
 # -- replacing ----------------------------------------------------------------------------------
 
 def compress_model(model: nn.Module, config, scope: str = "input", row_weights: torch.Tensor | None = None,
-                   head_config=None, head_row_weights: torch.Tensor | None = None) -> dict[str, Any]:
+                   head_config=None, head_row_weights: torch.Tensor | None = None, preset: str | None = None,
+                   head_preset: str | None = None) -> dict[str, Any]:
     """Replace the model's input embedding and/or output head with compressed modules, in place.
 
     ``input`` (the paper's): the output head keeps the original matrix, untied if it was tied.
@@ -183,6 +184,7 @@ def compress_model(model: nn.Module, config, scope: str = "input", row_weights: 
     separately — a tied model is untied first.
     ``row_weights`` are token importances for methods that use them (e.g. calibration counts);
     ``head_row_weights`` the head's (e.g. the probability mass the model puts on each token).
+    ``preset``/``head_preset``: the names the user gave (e.g. ``tiered-pq``), recorded for ``info``.
     Returns a summary with sizes before and after.
     """
     if scope not in SCOPES:
@@ -233,9 +235,13 @@ def compress_model(model: nn.Module, config, scope: str = "input", row_weights: 
         "was_tied": tied,
         "before": before,
     }
+    if preset is not None:
+        info["preset"] = preset
     if scope == "both":
         info["head"] = {"method": parts["head"].method, "spec": parts["head"].spec(),
                         "config": dataclasses.asdict(head_config if head_config is not None else config)}
+        if head_preset or preset:
+            info["head"]["preset"] = head_preset or preset
     info["after"] = size_report(model)
     model.embcompress_info = info
     from .hf_quantizer import attach

@@ -21,6 +21,7 @@ from torch import nn
 from ..data import data_dir
 from ..errors import EmbcompressError
 from .finetune import FinetuneSettings, apply_embedding_policy, fine_tune, with_head  # noqa: F401 (re-exported)
+from ..device import input_device
 
 
 @dataclass(frozen=True)
@@ -128,7 +129,7 @@ def run_glue(base: nn.Module, tokenizer, task_name: str, settings: GlueSettings,
     if settings.max_eval_examples:
         dev_x, dev_y = dev_x[: settings.max_eval_examples], dev_y[: settings.max_eval_examples]
     model = classifier_from(base, tokenizer, task.num_labels)
-    device = next(model.parameters()).device
+    device = input_device(model)
     label_dtype = torch.float32 if task.num_labels == 1 else torch.long
 
     def make_batch(idx):

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from ..errors import EmbcompressError
+from ..device import input_device
 
 BLOCK = 512
 MIN_TOKENS = 20
@@ -95,7 +96,7 @@ def mlm_perplexity(model, tokenizer, text: str, p: float = 0.15, seed: int = 42,
     if not lines:
         raise EmbcompressError(f"no line of the text has {MIN_TOKENS} tokens or more; give a longer text")
     rng = random.Random(seed)  # the same masks for every method
-    device = next(model.parameters()).device
+    device = input_device(model)
     total, count = 0.0, 0
     with torch.inference_mode():
         for start in tqdm(range(0, len(lines), batch_size), desc="mlm", disable=not progress, leave=False):

@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from ..errors import EmbcompressError
+from ..device import input_device
 
 DEFAULT_WINDOW_CAP = 1024
 
@@ -120,7 +121,7 @@ def causal_perplexity(model, tokenizer, text: str, window: int | None = None, st
     if len(ids) < 2:
         raise EmbcompressError("the text has fewer than 2 tokens; give a longer text")
 
-    device = next(model.parameters()).device
+    device = input_device(model)
     keep_arg = "logits_to_keep" in inspect.signature(model.forward).parameters
     total_nll, scored, prev_end = 0.0, 0, 0
     kls, agree = [], 0

@@ -23,6 +23,7 @@ from tqdm.auto import tqdm
 from ..data import squad_dev_articles
 from ..errors import EmbcompressError
 from .finetune import FinetuneSettings, fine_tune, with_head
+from ..device import input_device
 
 TRAIN_ARTICLES = range(0, 36)  # 8123 questions
 EVAL_ARTICLES = range(36, 48)  # 2447 questions
@@ -147,7 +148,7 @@ def predict(model: nn.Module, tokenizer, questions: list[Question], s: SquadSett
     """The best-scoring span of each question over all its windows (the run_qa post-processing)."""
     enc = _windows(tokenizer, questions, s)
     ctx = 1 if tokenizer.padding_side == "right" else 0
-    device = next(model.parameters()).device
+    device = input_device(model)
     best: dict[int, tuple[float, str]] = {}
     names = [k for k in tokenizer.model_input_names if k in enc]
     with torch.inference_mode():

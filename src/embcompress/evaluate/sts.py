@@ -13,6 +13,7 @@ from scipy.stats import pearsonr, spearmanr
 from tqdm.auto import tqdm
 
 from ..errors import EmbcompressError
+from ..device import input_device
 
 STSB_COLUMNS = ("sentence1", "sentence2", "score")
 
@@ -43,7 +44,7 @@ def read_stsb(path: Path) -> tuple[list[str], list[str], list[float]]:
 
 @torch.inference_mode()
 def encode(model, tokenizer, sentences: list[str], batch_size: int = 64, max_length: int = 256, progress=True):
-    device = next(model.parameters()).device
+    device = input_device(model)
     out = []
     for i in tqdm(range(0, len(sentences), batch_size), desc="encode", disable=not progress, leave=False):
         batch = tokenizer(sentences[i : i + batch_size], padding=True, truncation=True, max_length=max_length,
