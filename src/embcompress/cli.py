@@ -485,8 +485,11 @@ def squad_cmd(model, data_dir, as_json, **finetune):
 @click.option("--text", default=None, help="What perplexity (or STS: sentence pairs) is measured on, comma-separated "
               "for several (one cell each, the model compressed once): a named text (qnli-dev, squad-val, ...) or a "
               "UTF-8 file; default the reported one.")
+@click.option("--ray", "ray_address", is_flag=False, flag_value="local", default=None,
+              help="Run each compressed model's cells as a task on a Ray cluster: bare --ray starts one on this "
+              "machine; --ray ADDRESS joins one (auto, ray://host:10001). Needs embcompress[ray].")
 def sweep(models, methods_, ratios, evals, scope, max_tokens, window, stride, data_dir, out, plot_path, calibration,
-          distill, distill_opts, no_reference, finetune_opts, text):
+          distill, distill_opts, no_reference, finetune_opts, text, ray_address):
     """Run models × methods × ratios × evaluations, then print the table and write the plot.
 
     With no options this is the main job: smollm2-135m, SVD, the paper's autoencoder (fast preset) and
@@ -519,7 +522,8 @@ def sweep(models, methods_, ratios, evals, scope, max_tokens, window, stride, da
     try:
         run_sweep(_split(models), specs, ratio_values, _split(evals), out, scope=scope, settings=settings,
                   log=lambda s: click.echo(s, err=True), calibration=None if calibration == "none" else calibration,
-                  distill=distill_config, reference=not no_reference, texts=_split(text) if text else None)
+                  distill=distill_config, reference=not no_reference, texts=_split(text) if text else None,
+                  ray_address=ray_address)
     except KeyboardInterrupt:
         click.echo(f"interrupted; finished cells are kept in {out}: run the same command again to resume", err=True)
         sys.exit(130)

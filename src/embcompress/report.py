@@ -34,8 +34,9 @@ def method_label(r: dict[str, Any]) -> str:
 
 
 def _latest(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The last result of every cell (a rerun of a cell supersedes the earlier line)."""
-    return list({cell_key(r): r for r in rows}.values())
+    """The last result of every cell (a rerun of a cell supersedes the earlier line); failed cells (rows
+    with an ``error``, from a Ray sweep) are not results."""
+    return list({cell_key(r): r for r in rows if "error" not in r}.values())
 
 
 def _delta(value: float, ref: float, higher_is_better: bool) -> str:

@@ -134,11 +134,13 @@ def results_lock(out: str | Path):
 def run_sweep(models: list[str], methods: list[MethodSpec], ratios: list[float], evals: list[str], out: str | Path,
               scope: str = "input", settings: EvalSettings | None = None, log=print,
               calibration: str | None = None, distill=None, reference: bool = True,
-              texts: list[str] | None = None) -> list[dict[str, Any]]:
+              texts: list[str] | None = None, ray_address: str | None = None) -> list[dict[str, Any]]:
     """``calibration`` (a text, never the evaluation text) gives token counts to methods that use them and,
     with ``distill`` (a ``DistillConfig``), the text every compressed cell is distilled on. ``reference``:
     perplexity cells also report KL and top-1 agreement to the uncompressed model. ``texts``: what
-    perplexity (or STS: sentence pairs) is measured on, one cell each (default: the reported text)."""
+    perplexity (or STS: sentence pairs) is measured on, one cell each (default: the reported text).
+    ``ray_address``: run each compressed model's cells as a task on a Ray cluster ("local" starts one
+    here; else ``ray.init(address=...)``); the rows still land in ``out`` through this process."""
     from .calibration import calibration_text, check_disjoint
 
     settings = settings or EvalSettings()
@@ -156,7 +158,7 @@ def run_sweep(models: list[str], methods: list[MethodSpec], ratios: list[float],
         get_evaluation(ev)
     with results_lock(out):
         return _run_cells(models, methods, ratios, evals, texts, out, scope, settings, log, calibration, calib,
-                          distill, reference)
+                          distill, reference, ray_address)
 
 
 def _distill_fields(distill) -> dict[str, Any]:
@@ -167,62 +169,101 @@ def _cell_options(settings: EvalSettings, text: str | None) -> dict[str, Any]:
     return {**settings.extra, **({"text": text} if text is not None else {})}
 
 
-def _run_cells(models, methods, ratios, evals, texts, out, scope, settings, log, calibration, calib, distill, reference):
-    done = {cell_key(r) for r in read_results(out)}
+def _todo(models, methods, ratios, evals, texts, out, scope, settings, distill) -> tuple[list, int]:
+    """(cells still to run, cells in all): a cell counts as done when a row without an error has its key."""
+    done = {cell_key(r) for r in read_results(out) if "error" not in r}
     cells = list(plan(models, methods, ratios, evals, texts))
     # the key each cell's row will have (cell_key), so a finished cell is recognised whatever it records
     todo = [c for c in cells if cell_key({
         "model": c[0], "method": c[1].label, "ratio_target": c[2], "scope": scope, "eval": c[3],
         "max_tokens": settings.max_tokens, "eval_options": _cell_options(settings, c[4]),
         "distill": _distill_fields(distill) if c[1].name != UNCOMPRESSED else None}) not in done]
-    log(f"{len(cells)} cells, {len(cells) - len(todo)} already in {out}, {len(todo)} to run")
-    loaded: dict[tuple[str, str], Any] = {}
-    built: dict[tuple, Any] = {}  # the compressed model the next cells evaluate, with its row fields
-    references: dict[tuple, Any] = {}  # the base model's logits per text, scored once for all its cells
-    calib_counts: dict[str, Any] = {}
-    for i, (model_name, method, ratio, ev_name, text) in enumerate(todo, 1):
-        ev = get_evaluation(ev_name)
-        key = (model_name, ev.task)
-        if key not in loaded:
-            loaded.clear()  # one base model in memory at a time
-            references.clear()
-            loaded[key] = load_model(model_name, task=ev.task)
-        base, tokenizer = loaded[key]
-        build_key = (model_name, ev.task, method.label, ratio)
-        if build_key not in built:
-            built.clear()
-            try:
-                built[build_key] = _build(base, tokenizer, model_name, method, ratio, scope, calibration, calib,
-                                          calib_counts, distill, log, f"[{i}/{len(todo)}]")
-            except EmbcompressError as e:  # e.g. a byte budget this method cannot reach: the other cells still run
-                log(f"[{i}/{len(todo)}] {model_name} {method.label} ratio={ratio} skipped: {e}")
-                built[build_key] = None
-        if built[build_key] is None:
-            continue
-        compressed, fields = built[build_key]
-        row = {"model": model_name, "method": method.label, "ratio_target": ratio, "scope": scope, "eval": ev_name,
-               "metric": ev.metric, "higher_is_better": ev.higher_is_better, "max_tokens": settings.max_tokens}
-        cell_options = _cell_options(settings, text)
-        if cell_options:
-            row["eval_options"] = cell_options
-        row.update(fields)
-        # a fine-tuning evaluation changes the model: never let it touch the cached base or the built one
-        model = copy.deepcopy(compressed) if ev.trains else compressed
-        log(f"[{i}/{len(todo)}] {model_name} {method.label} ratio={ratio} {ev_name}{'' if text is None else ' on ' + text} ...")
-        cell_settings = dataclasses.replace(settings, extra=cell_options)
-        if reference and ev.name == "perplexity" and method.name != UNCOMPRESSED:
-            from .evaluate.perplexity import CachedReference
+    return todo, len(cells)
 
-            if text not in references:  # closeness to the uncompressed model, its logits kept for the next cells
-                references[text] = CachedReference(base, max_bytes=REFERENCE_CACHE_BYTES // len(texts))
-            cell_settings.reference = references[text]
-        result = ev.run(model, tokenizer, cell_settings)
-        row.update(value=result.pop("value"), details=result, machine=machine(),
-                   finished=time.strftime("%Y-%m-%dT%H:%M:%S"))
-        append_result(out, row)
-        log(f"    {ev.metric} = {row['value']:.4g}  (embedding {row['embedding_ratio']:.2f}x params, "
-            f"{row['bytes_ratio_vs_fp16']:.2f}x bytes vs fp16)")
-        del model
+
+def groups(cells: list) -> list[list]:
+    """Cells that evaluate one compressed model (model, method, ratio), in plan order: the unit of work."""
+    out: dict[tuple, list] = {}
+    for c in cells:
+        out.setdefault((c[0], c[1].label, c[2]), []).append(c)
+    return list(out.values())
+
+
+class CellRunner:
+    """Runs a group of cells, keeping one base model (and its reference logits) loaded between groups."""
+
+    def __init__(self, scope, settings, log, calibration, calib, distill, reference, n_texts):
+        self.scope, self.settings, self.log = scope, settings, log
+        self.calibration, self.calib, self.distill, self.reference = calibration, calib, distill, reference
+        self.n_texts = n_texts
+        self.loaded: dict[tuple[str, str], Any] = {}
+        self.references: dict[Any, Any] = {}  # the base model's logits per text, scored once for all its cells
+        self.calib_counts: dict[str, Any] = {}
+
+    def rows(self, group: list, tag: str = "") -> Iterator[dict[str, Any]]:
+        model_name, method, ratio = group[0][0], group[0][1], group[0][2]
+        built = None
+        for _, _, _, ev_name, text in group:
+            ev = get_evaluation(ev_name)
+            key = (model_name, ev.task)
+            if key not in self.loaded:
+                self.loaded.clear()  # one base model in memory at a time
+                self.references.clear()
+                self.loaded[key] = load_model(model_name, task=ev.task)
+                built = None
+            base, tokenizer = self.loaded[key]
+            if built is None or built[0] != ev.task:
+                try:
+                    built = (ev.task, *_build(base, tokenizer, model_name, method, ratio, self.scope, self.calibration,
+                                              self.calib, self.calib_counts, self.distill, self.log, tag))
+                except EmbcompressError as e:  # e.g. a byte budget this method cannot reach: other cells still run
+                    self.log(f"{tag} {model_name} {method.label} ratio={ratio} skipped: {e}")
+                    return
+            _, compressed, fields = built
+            row = {"model": model_name, "method": method.label, "ratio_target": ratio, "scope": self.scope,
+                   "eval": ev_name, "metric": ev.metric, "higher_is_better": ev.higher_is_better,
+                   "max_tokens": self.settings.max_tokens}
+            cell_options = _cell_options(self.settings, text)
+            if cell_options:
+                row["eval_options"] = cell_options
+            row.update(fields)
+            # a fine-tuning evaluation changes the model: never let it touch the cached base or the built one
+            model = copy.deepcopy(compressed) if ev.trains else compressed
+            self.log(f"{tag} {model_name} {method.label} ratio={ratio} {ev_name}"
+                     f"{'' if text is None else ' on ' + text} ...")
+            cell_settings = dataclasses.replace(self.settings, extra=cell_options)
+            if self.reference and ev.name == "perplexity" and method.name != UNCOMPRESSED:
+                from .evaluate.perplexity import CachedReference
+
+                if text not in self.references:  # closeness to the uncompressed model
+                    self.references[text] = CachedReference(base, max_bytes=REFERENCE_CACHE_BYTES // self.n_texts)
+                cell_settings.reference = self.references[text]
+            result = ev.run(model, tokenizer, cell_settings)
+            row.update(value=result.pop("value"), details=result, machine=machine(),
+                       finished=time.strftime("%Y-%m-%dT%H:%M:%S"))
+            self.log(f"    {ev.metric} = {row['value']:.4g}  (embedding {row['embedding_ratio']:.2f}x params, "
+                     f"{row['bytes_ratio_vs_fp16']:.2f}x bytes vs fp16)")
+            yield row
+            del model
+
+
+def _run_cells(models, methods, ratios, evals, texts, out, scope, settings, log, calibration, calib, distill, reference,
+               ray_address=None):
+    todo, total = _todo(models, methods, ratios, evals, texts, out, scope, settings, distill)
+    log(f"{total} cells, {total - len(todo)} already in {out}, {len(todo)} to run")
+    work = groups(todo)
+    if ray_address is not None:
+        from .ray_sweep import run_on_ray
+
+        run_on_ray(work, out, log, ray_address, scope=scope, settings=settings, calibration=calibration, calib=calib,
+                   distill=distill, reference=reference, n_texts=len(texts))
+        return read_results(out)
+    runner = CellRunner(scope, settings, log, calibration, calib, distill, reference, len(texts))
+    done = 0
+    for group in work:
+        for row in runner.rows(group, f"[{done + 1}/{len(todo)}]"):
+            append_result(out, row)
+            done += 1
     return read_results(out)
 
 
