@@ -24,7 +24,9 @@ from embcompress.sweep import machine
 
 CASES = [("int4 (3.56×)", "int", {"bits": 4}, "tied"), ("gguf Q4_0 (3.56×)", "gguf", {"qtype": "Q4_0"}, "tied"),
          ("tiered-pq 4×", "tiered-pq", {"ratio": 4.0}, "tied"), ("tiered-pq 8×", "tiered-pq", {"ratio": 8.0}, "tied"),
-         ("pq 8× (sub_dim 4)", "pq", {"sub_dim": 4}, "tied"), ("tiered-pq 8×, input scope", "tiered-pq", {"ratio": 8.0}, "input")]
+         ("pq 8× (sub_dim 4)", "pq", {"sub_dim": 4}, "tied"), ("tiered-pq 8×, input scope", "tiered-pq", {"ratio": 8.0}, "input"),
+         # an untied head of its own (issue 19): input and head each int4, the head through the same kernels
+         ("int4 input + int4 head (both scope)", "int", {"bits": 4}, "both")]
 
 
 def tokens_per_second(model, prompt, new):
@@ -82,9 +84,9 @@ def main():
     for label, method, options, scope in cases:
         model = copy.deepcopy(base)
         compress_model(model, make_config(method, **options), scope=scope)
-        cemb = model.get_input_embeddings()
-        head_bytes = cemb.nbytes() if scope == "tied" else dense_head.numel() * 4
-        head_us = head_microseconds(lambda: model.get_output_embeddings()(h)) if scope == "tied" else dense_us
+        compressed_head = scope in ("tied", "both")
+        head_bytes = model.get_output_embeddings().embedding.nbytes() if compressed_head else dense_head.numel() * 4
+        head_us = head_microseconds(lambda: model.get_output_embeddings()(h)) if compressed_head else dense_us
         cells = []
         for b in (int(x) for x in args.batch.split(",")):
             prompt = torch.randint(100, emb.num_embeddings, (b, 32), generator=gen)

@@ -43,3 +43,18 @@ def test_named_mixes_and_second_reported_texts():
     assert read_text("qnli-dev").startswith("What came into force") and "PCCW" in read_text("mrpc-test")
     with pytest.raises(EmbcompressError, match="the squad evaluation reports on"):
         check_disjoint("squad+glue", ["perplexity", "squad"])
+
+
+def test_predicted_mass_is_an_expected_count_per_token(tiny_lm_dir):
+    import transformers as tf
+
+    from embcompress.calibration import predicted_mass
+
+    model = tf.AutoModelForCausalLM.from_pretrained(tiny_lm_dir).eval()
+    tok = tf.AutoTokenizer.from_pretrained(tiny_lm_dir)
+    text = "the river runs past the mill and on to the sea. " * 20
+    n = len(tok(text, add_special_tokens=False).input_ids)
+    mass = predicted_mass(model, tok, text, seq_len=64)
+    # every scored position spreads one unit of probability over the vocabulary
+    assert mass.shape == (100,) and (mass > 0).all() and float(mass.sum()) == pytest.approx(n, rel=1e-4)
+    assert float(predicted_mass(model, tok, text, max_tokens=100, seq_len=64).sum()) == pytest.approx(100, rel=1e-4)
