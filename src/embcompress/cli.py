@@ -122,7 +122,7 @@ def compress(model, method, ratio, rank, opts, scope, head_method, head_ratio, h
         options["rank"] = rank
     config = make_config(method, **options)
     head_config = _head_config(scope, method, head_method, head_ratio, head_opts)
-    from .calibration import calibration_text, predicted_mass, token_counts
+    from .calibration import calibration_text, token_counts
 
     distill_config = _distill_config(distill, distill_opts, calibration)
     calib = calibration_text(calibration, data_dir) if calibration else None
@@ -139,11 +139,9 @@ def compress(model, method, ratio, rank, opts, scope, head_method, head_ratio, h
     m, tok = load_model(model, task=task, device_map=placement)
     teacher = copy.deepcopy(m) if distill_config is not None else None
     counts = None if calib is None else token_counts(tok, calib, m.get_input_embeddings().num_embeddings)
-    head_weights = None if calib is None or scope not in ("head", "both") else predicted_mass(m, tok, calib)
-    if scope == "head":
-        counts = head_weights
-    info = compress_model(m, config, scope=scope, row_weights=counts, head_config=head_config,
-                          head_row_weights=head_weights, **presets)
+    # the head's rows weigh by the same counts: on SmolLM2's validation text they did a little better than the
+    # model's own predicted probability mass (benchmarks/untied_head.md)
+    info = compress_model(m, config, scope=scope, row_weights=counts, head_config=head_config, **presets)
     if teacher is not None:
         from .distill import distill as run_distill
 
@@ -161,8 +159,7 @@ def compress(model, method, ratio, rank, opts, scope, head_method, head_ratio, h
 
 
 def _stream(model, out, config, scope, head_config, calib, distill_config, overwrite, extra, presets):
-    """compress --stream: the model is never loaded; the head's importance is the calibration counts
-    (its predicted probability mass would need the whole model)."""
+    """compress --stream: the model is never loaded; only the matrices being compressed are read."""
     import transformers
 
     from .calibration import token_counts
@@ -186,7 +183,7 @@ def _stream(model, out, config, scope, head_config, calib, distill_config, overw
     config_text = config_text.get_text_config() if hasattr(config_text, "get_text_config") else config_text
     counts = None if calib is None else token_counts(tok, calib, config_text.vocab_size)
     return stream_compress(source, out, config, scope=scope, tokenizer=tok, overwrite=overwrite, extra=extra,
-                           row_weights=counts, head_config=head_config, head_row_weights=counts, **presets)
+                           row_weights=counts, head_config=head_config, **presets)
 
 
 def _compress_device_map(text, stream: bool):
