@@ -4,7 +4,7 @@ machine noise hits both sides; plus the head alone (logits for one hidden vector
 dense matrix and against the memory floor (bytes read / this machine's measured copy bandwidth).
 
 Regenerate: .venv/bin/python benchmarks/decode.py [--model smollm2-135m] [--rounds 3] [--new 128] [--batch 1,8]
-[--cases LABEL,...]   (appends its table to benchmarks/decode.md; each table names its settings and machine).
+[--cases 'LABEL;...']   (appends its table to benchmarks/decode.md; each table names its settings and machine).
 """
 
 from __future__ import annotations
@@ -64,9 +64,9 @@ def main():
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--new", type=int, default=128)
     ap.add_argument("--batch", default="1,8")
-    ap.add_argument("--cases", default=None, help="comma-separated labels of CASES to run (default: all)")
+    ap.add_argument("--cases", default=None, help="';'-separated labels of CASES to run (default: all)")
     args = ap.parse_args()
-    cases = [c for c in CASES if args.cases is None or c[0] in args.cases.split(",")]
+    cases = [c for c in CASES if args.cases is None or c[0] in args.cases.split(";")]
     base, tok = load_model(args.model, device="cpu")
     emb = base.get_input_embeddings()
     dense_head = base.get_output_embeddings().weight.detach()

@@ -40,6 +40,11 @@ FAMILIES = [("svd", {"ratio": 8.0, "randomized": True}), ("int", {"bits": 4}), (
             ("pq", {"sub_dim": 8, "iterations": 8}), ("tiered-pq", {"ratio": 8.0}),
             ("autoencoder-fast", {"ratio": 8.0, "progress": False})]
 TARGETS = {"Llama-3-70B": (128256, 8192), "Gemma-3-27B": (262144, 5376)}
+# a projection, not a measurement (no GPU was lent to this session): one H200's nominal fp32 (non-tensor-core)
+# throughput and memory bandwidth against this CPU's measured ones; k-means, SVD and training are
+# compute-bound, int and GGUF rounding memory-bound
+GPU = {"name": "one H200", "gflops": 60_000.0, "gbps": 4_800.0}
+MEMORY_BOUND = {"int", "gguf"}
 
 
 def rows():
@@ -168,12 +173,39 @@ def growth_part(args):
             print(name, vocab, dim, round(r["seconds"], 1), "s", round(r["peak"] / 2**30, 2), "GiB", flush=True)
 
 
+def cpu_speed() -> dict:
+    """This machine's fp32 matmul GFLOP/s and copy GB/s (kept in the results, measured once)."""
+    kept = next((r for r in rows() if r.get("part") == "cpu"), None)
+    if kept:
+        return kept
+    a, b = torch.randn(2048, 2048), torch.randn(2048, 2048)
+    a @ b
+    t = min(_timed(lambda: a @ b) for _ in range(5))
+    x = torch.empty(256 << 20, dtype=torch.uint8)
+    y = torch.empty_like(x)
+    y.copy_(x)
+    c = min(_timed(lambda: y.copy_(x)) for _ in range(5))
+    row = {"part": "cpu", "gflops": 2 * 2048**3 / t / 1e9, "gbps": 2 * x.numel() / c / 1e9}
+    append(row)
+    return row
+
+
+def _timed(f) -> float:
+    t0 = time.perf_counter()
+    f()
+    return time.perf_counter() - t0
+
+
 def law(points):
     """Least-squares b, a of log t = a + b log n."""
     xs, ys = [math.log(n) for n, _ in points], [math.log(t) for _, t in points]
     mx, my = sum(xs) / len(xs), sum(ys) / len(ys)
     b = sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / sum((x - mx) ** 2 for x in xs)
     return b, my - b * mx
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds / 3600:.1f} h" if seconds >= 5400 else f"{seconds / 60:.1f} min" if seconds >= 90 else f"{seconds:.1f} s"
 
 
 def page() -> str:
@@ -196,8 +228,10 @@ def page() -> str:
     lines += ["", "## Growth: fit time and memory by method family", "",
               "Random V × d matrices (fp32), one fresh process per cell; peak RSS includes the matrix itself.", "",
               "| method | three sizes (V × d: fit time, peak RSS) | law: time ∝ (V·d)^b | "
-              + " | ".join(f"{k} ({v:,} × {d}), predicted" for k, (v, d) in TARGETS.items()) + " |",
+              + " | ".join(f"{k} ({v:,} × {d}): this CPU / {GPU['name']} (projected)" for k, (v, d) in TARGETS.items())
+              + " |",
               "| --- | --- | --- | " + " | ".join("---" for _ in TARGETS) + " |"]
+    speed = cpu_speed()
     for name, _ in FAMILIES:
         cells, points = [], []
         for v, d in SLOW_SIZES if name in SLOW else GROWTH_SIZES:
@@ -209,19 +243,27 @@ def page() -> str:
                 points.append((v * d, r["seconds"]))
         if len(points) >= 2:
             b, a = law(points)
-            preds = [f"{math.exp(a + b * math.log(v * d)) / 60:.1f} min" for v, d in TARGETS.values()]
+            gain = GPU["gbps"] / speed["gbps"] if name in MEMORY_BOUND else GPU["gflops"] / speed["gflops"]
+            preds = [f"{_duration(math.exp(a + b * math.log(v * d)))} / {_duration(math.exp(a + b * math.log(v * d)) / gain)}"
+                     for v, d in TARGETS.values()]
             fit = f"b = {b:.2f}"
         else:
             preds, fit = ["–" for _ in TARGETS], "–"
         lines.append(f"| {name} | " + "; ".join(cells) + f" | {fit} | " + " | ".join(preds) + " |")
-    lines += ["", "\\* measured by an earlier harness that held a transient second copy of the matrix (≤ 128 MiB "
+    lines += ["", f"This CPU: {speed['gflops']:.0f} GFLOP/s fp32 matmul, {speed['gbps']:.1f} GB/s copy (measured). The GPU "
+              f"column is a projection, not a measurement (no GPU was lent to this session): the CPU prediction divided "
+              f"by {GPU['name']}'s nominal {GPU['gflops'] / 1000:.0f} TFLOP/s fp32 over this CPU's GFLOP/s for the "
+              f"compute-bound fits (SVD, k-means, training), and by its {GPU['gbps'] / 1000:.1f} TB/s over this CPU's copy "
+              "bandwidth for int and GGUF rounding; real GPU fits lose some of that to kernel launches and host "
+              "transfers. Memory: every 70B-class embedding here (≤ 5.6 GiB in fp32) fits one GPU with room for the "
+              "fit's working copies.",
+              "", "\\* measured by an earlier harness that held a transient second copy of the matrix (≤ 128 MiB "
               "at these sizes): the peak is that much too high; the times are unaffected.",
               "", "Times here were measured while another benchmark shared the same two cores (the session's "
               "schedule): read them as upper bounds, about twice a quiet run's.",
               "", "Memory of a fit grows linearly with V·d (the matrix in fp32 plus the method's working copies; "
-              "the peak column divided by the matrix size is the factor to plan with). Predictions extrapolate the "
-              "fitted law from this 2-core CPU; a GPU was not available to this session, so no GPU number is "
-              "measured here (the fits run on a GPU when there is one: `default_device()`)."]
+              "the peak column divided by the matrix size is the factor to plan with). CPU predictions extrapolate "
+              "the fitted law from this 2-core CPU; the fits run on a GPU when there is one (`default_device()`)."]
     return "\n".join(lines) + "\n"
 
 
