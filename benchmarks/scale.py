@@ -263,7 +263,10 @@ def page() -> str:
               "schedule): read them as upper bounds, about twice a quiet run's.",
               "", "Memory of a fit grows linearly with V·d (the matrix in fp32 plus the method's working copies; "
               "the peak column divided by the matrix size is the factor to plan with). CPU predictions extrapolate "
-              "the fitted law from this 2-core CPU; the fits run on a GPU when there is one (`default_device()`)."]
+              "the fitted law from this 2-core CPU; the fits run on a GPU when there is one (`default_device()`). "
+              "tiered-pq and the autoencoder were only measured up to 32k rows (minutes a cell here), where fixed "
+              "costs (k-means restarts, epochs over few rows) weigh: their exponents are the least certain, and "
+              "tiered-pq's prediction is likely low."]
     return "\n".join(lines) + "\n"
 
 
