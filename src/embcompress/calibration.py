@@ -6,6 +6,7 @@ import unicodedata
 
 import torch
 
+from .device import input_device
 from .errors import EmbcompressError
 from .texts import ALIASES, DEFAULT_PERPLEXITY_TEXT, TEXTS, read_text
 
@@ -82,7 +83,7 @@ def predicted_mass(model, tokenizer, text: str, max_tokens: int = 16384, seq_len
     ids = tokenizer(text, add_special_tokens=False, return_tensors="pt").input_ids[0][:max_tokens]
     if ids.numel() < 2:
         raise EmbcompressError("the calibration text has fewer than 2 tokens; give a longer text")
-    device = next(model.parameters()).device
+    device = input_device(model)
     vocab = model.get_output_embeddings().out_features
     mass = torch.zeros(vocab, dtype=torch.float64)
     with torch.no_grad():

@@ -163,7 +163,7 @@ def _stream(model, out, config, scope, head_config, calib, distill_config, overw
     import transformers
 
     from .calibration import token_counts
-    from .models import resolve
+    from .models import resolve, text_config
     from .serialization import load_config
     from .streaming import Shards, stream_compress
 
@@ -179,9 +179,8 @@ def _stream(model, out, config, scope, head_config, calib, distill_config, overw
     except (OSError, ValueError, KeyError, ImportError) as e:
         first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
         raise EmbcompressError(f"cannot load the tokenizer of {source} ({first}); give the model's whole folder") from None
-    config_text = load_config(source)
-    config_text = config_text.get_text_config() if hasattr(config_text, "get_text_config") else config_text
-    counts = None if calib is None else token_counts(tok, calib, config_text.vocab_size)
+    vocab = text_config(load_config(source)).vocab_size
+    counts = None if calib is None else token_counts(tok, calib, vocab)
     return stream_compress(source, out, config, scope=scope, tokenizer=tok, overwrite=overwrite, extra=extra,
                            row_weights=counts, head_config=head_config, **presets)
 

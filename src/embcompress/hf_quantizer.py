@@ -23,7 +23,7 @@ from transformers.utils.quantization_config import QuantizationConfigMixin
 
 from .errors import EmbcompressError
 from .serialization import (FORMAT_VERSION, QUANT_METHOD, SCOPES, SENTINEL, empty_module, module_parts,
-                            sentinel_names)
+                            quantization_config, sentinel_names)
 
 
 @register_quantization_config(QUANT_METHOD)
@@ -66,11 +66,8 @@ class EmbcompressConfig(QuantizationConfigMixin):
 
 def attach(model, info: dict[str, Any]) -> None:
     """Mark a model compressed in memory the way ``from_pretrained`` marks a loaded one."""
-    as_json = lambda v: json.loads(json.dumps(v))  # as config.json will hold it (tuples become lists)
-    head = info.get("head")
-    config = EmbcompressConfig(method=info["method"], spec=as_json(info["spec"]), scope=info["scope"],
-                               head_bias=bool(info["head_bias"]),
-                               head=None if head is None else {"method": head["method"], "spec": as_json(head["spec"])})
+    # exactly what config.json will hold (tuples become lists)
+    config = EmbcompressConfig(**json.loads(json.dumps(quantization_config(info))))
     model.config.quantization_config = config
     model.hf_quantizer = EmbcompressQuantizer(config)
     model.is_quantized = True

@@ -184,6 +184,11 @@ def infer_task(source: str) -> str:
                            f"pass --task ({', '.join(TASKS)})")
 
 
+def text_config(config):
+    """The language model's part of a config (a multimodal config nests it; a text config is itself)."""
+    return config.get_text_config() if hasattr(config, "get_text_config") else config
+
+
 DEVICE_MAP_WORDS = ("auto", "balanced", "balanced_low_0", "sequential")
 
 
@@ -286,7 +291,7 @@ def describe_builtins() -> list[dict]:
         try:
             folder = builtin_folder(spec.name)
             cfg = transformers.AutoConfig.from_pretrained(folder)
-            text = cfg.get_text_config() if hasattr(cfg, "get_text_config") else cfg
+            text = text_config(cfg)
             head_tied = getattr(text, "tie_word_embeddings", False) and spec.task == "causal-lm"
             row.update(vocab=text.vocab_size, hidden=text.hidden_size, tied=bool(head_tied),
                        parameters=_count_parameters(folder))

@@ -455,13 +455,13 @@ def folder_sentinels(meta: dict[str, Any]) -> set[str]:
 SENTINEL = torch.zeros(1, dtype=torch.uint8)
 
 
+WEIGHTS_METADATA = {"format": "pt", "embcompress": str(FORMAT_VERSION)}
+
+
 def _save_state(state: dict[str, torch.Tensor], path: Path) -> None:
     from safetensors.torch import save_file
 
     save_file(state, str(path), metadata=WEIGHTS_METADATA)
-
-
-WEIGHTS_METADATA = {"format": "pt", "embcompress": str(FORMAT_VERSION)}
 
 
 def write_folder(model: nn.Module, tmp: Path, tokenizer, info: dict[str, Any], extra: dict[str, Any] | None,
@@ -529,7 +529,9 @@ _LAYER_INDEX = re.compile(r"\.(?:layers|layer|h|blocks|block)\.(\d+)\.")
 
 def check_config_against_weights(config, entries: dict[str, dict[str, Any]], spec: dict[str, Any], where: str) -> None:
     """A config may only describe what the weights hold: refuse sizes that would build a huge model."""
-    text = config.get_text_config() if hasattr(config, "get_text_config") else config
+    from .models import text_config
+
+    text = text_config(config)
     layers = {int(m.group(1)) for name in entries for m in [_LAYER_INDEX.search(name)] if m}
     declared = getattr(text, "num_hidden_layers", None)
     if isinstance(declared, int) and declared > (max(layers) + 1 if layers else 0):

@@ -11,6 +11,7 @@ stays bf16), the compressed modules are as in memory.
 from __future__ import annotations
 
 import json
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -71,13 +72,14 @@ class Shards:
             if tensor not in self.entries or self.entries[tensor][0].name != shard:
                 raise EmbcompressError(f"{INDEX_FILE} puts tensor {tensor} in {shard}, which does not hold it; "
                                        "download the model again")
-        floats = {e["dtype"] for _, e, _ in self.entries.values() if e["dtype"].is_floating_point}
+        floats = Counter(e["dtype"] for _, e, _ in self.entries.values() if e["dtype"].is_floating_point)
         if len(floats) > 1:
+            usual = floats.most_common(1)[0][0]
             odd = next(f"{t} in {p.name}" for t, (p, e, _) in sorted(self.entries.items())
-                       if e["dtype"] != max(floats, key=lambda d: sum(x[1]["dtype"] == d for x in self.entries.values())))
+                       if e["dtype"].is_floating_point and e["dtype"] != usual)
             raise EmbcompressError(f"the shards mix floating dtypes ({', '.join(sorted(str(f) for f in floats))}; "
                                    f"e.g. {odd}); save the model in one dtype, or compress without --stream")
-        self.dtype = floats.pop() if floats else torch.float32
+        self.dtype = next(iter(floats), torch.float32)
 
     def read(self, name: str) -> torch.Tensor:
         path, entry, start = self.entries[name]
@@ -208,8 +210,9 @@ def stream_compress(folder: str | Path, out: str | Path, config, scope: str = "i
 def is_tied_meta(model: nn.Module, emb: nn.Module, head: nn.Module) -> bool:
     """Whether loading would tie the head to the embedding: the config says so (transformers ties them
     in from_pretrained, not on a model built empty)."""
-    text = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
-    return head.weight is emb.weight or bool(getattr(text, "tie_word_embeddings", False))
+    from .models import text_config
+
+    return head.weight is emb.weight or bool(getattr(text_config(model.config), "tie_word_embeddings", False))
 
 
 def _stored_sizes(info, shards: Shards, names: dict[str, str | None], tied: bool) -> None:

@@ -86,11 +86,10 @@ def is_tied(model: nn.Module) -> bool:
 
 def _set_untied(model: nn.Module) -> None:
     # Stops transformers from re-tying (which would look for a .weight on our module).
-    configs = {id(model.config): model.config}
-    if hasattr(model.config, "get_text_config"):
-        text = model.config.get_text_config()
-        configs[id(text)] = text
-    for cfg in configs.values():
+    from .models import text_config
+
+    text = text_config(model.config)
+    for cfg in {id(model.config): model.config, id(text): text}.values():
         cfg.tie_word_embeddings = False
 
 
@@ -157,9 +156,7 @@ def size_report(model: nn.Module) -> dict[str, int]:
     tensors = list(_unique_tensors(model))
     emb_tensors = list(emb.state_dict().values())
     head = find_output_head(model)
-    own = {(t.data_ptr(), t.dtype) for t in emb_tensors if t.device.type != "meta"}
-    head_tensors = [] if head is None or is_tied(model) else \
-        [t for n, t in head.state_dict().items() if n != "bias" and (t.data_ptr(), t.dtype) not in own]
+    head_tensors = [] if head is None or is_tied(model) else [t for n, t in head.state_dict().items() if n != "bias"]
     return {
         "model_parameters": sum(t.numel() for t in tensors),
         "model_bytes": sum(t.numel() * t.element_size() for t in tensors),

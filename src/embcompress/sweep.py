@@ -210,16 +210,16 @@ class CellRunner:
                 self.loaded.clear()  # one base model in memory at a time
                 self.references.clear()
                 self.loaded[key] = load_model(model_name, task=ev.task)
-                built = None
+                built = None  # compressed from another base model
             base, tokenizer = self.loaded[key]
-            if built is None or built[0] != ev.task:
+            if built is None:
                 try:
-                    built = (ev.task, *_build(base, tokenizer, model_name, method, ratio, self.scope, self.calibration,
-                                              self.calib, self.calib_counts, self.distill, self.log, tag))
+                    built = _build(base, tokenizer, model_name, method, ratio, self.scope, self.calibration,
+                                   self.calib, self.calib_counts, self.distill, self.log, tag)
                 except EmbcompressError as e:  # e.g. a byte budget this method cannot reach: other cells still run
                     self.log(f"{tag} {model_name} {method.label} ratio={ratio} skipped: {e}")
                     return
-            _, compressed, fields = built
+            compressed, fields = built
             row = {"model": model_name, "method": method.label, "ratio_target": ratio, "scope": self.scope,
                    "eval": ev_name, "metric": ev.metric, "higher_is_better": ev.higher_is_better,
                    "max_tokens": self.settings.max_tokens}

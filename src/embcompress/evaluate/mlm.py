@@ -16,8 +16,8 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from ..errors import EmbcompressError
 from ..device import input_device
+from ..errors import EmbcompressError
 
 BLOCK = 512
 MIN_TOKENS = 20

@@ -17,8 +17,9 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from ..errors import EmbcompressError
 from ..device import input_device
+from ..errors import EmbcompressError
+from ..models import text_config
 
 DEFAULT_WINDOW_CAP = 1024
 
@@ -54,7 +55,7 @@ def adds_bos(tokenizer) -> bool:
 
 
 def model_context(model) -> int | None:
-    cfg = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
+    cfg = text_config(model.config)
     return getattr(cfg, "max_position_embeddings", None) or getattr(cfg, "n_positions", None)
 
 

@@ -12,8 +12,8 @@ import torch.nn.functional as F
 from scipy.stats import pearsonr, spearmanr
 from tqdm.auto import tqdm
 
-from ..errors import EmbcompressError
 from ..device import input_device
+from ..errors import EmbcompressError
 
 STSB_COLUMNS = ("sentence1", "sentence2", "score")
 
