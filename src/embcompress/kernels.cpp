@@ -4,7 +4,7 @@
 // for op, so both give identical floats (shape-gain PQ: its norm is summed in another order, so up to
 // a last-bit rounding difference). Built on first use by embcompress/kernels.py.
 #include <torch/extension.h>
-#ifdef __F16C__
+#if defined(__F16C__) || defined(__AVX512F__)
 #include <immintrin.h>
 #endif
 #include <ATen/Parallel.h>
@@ -294,15 +294,160 @@ void int_row_logits(const uint8_t* p, const at::Half* sc, const at::Half* off, c
   }
 }
 
-// Widths that do not divide 8 (3, 5, 6, 7): each value is cut from the row's bit stream into a buffer
-// (as decode_rows_any_bits does), then the group dot products as above. Slower; tiers of these widths
-// hold few rows in the presets.
+#if defined(__AVX512F__) && defined(__AVX512BW__)
+// The same with AVX-512 intrinsics, NT hidden vectors at a time: each 16-byte slice of a group is widened
+// once to 16 int32 lanes and its kPerByte code planes turned into floats (4 bits: one permute from the
+// table 0..15, which reads only an index's low 4 bits, so no mask), then every vector's partial sums take
+// them from registers. gcc's vectorization of the loop above ran at ~5 GMAC/s on two cores (SmolLM2's
+// int4 head 7× its bandwidth floor) and re-read the codes for each hidden vector.
+template <int BITS, int GB, int NT>
+void int_row_logits_avx512(const uint8_t* p, const float* s, const float* hp, float* o, int64_t rows, int64_t groups,
+                           int64_t dim, float mul, const __m512* rest) {
+  static_assert(GB % 16 == 0, "16-byte slices");
+  constexpr int kPerByte = 8 / BITS;
+  const __m512i mask = _mm512_set1_epi32((1 << BITS) - 1);
+  const __m512 table = _mm512_setr_ps(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+  __m512 acc[NT];
+  for (int t = 0; t < NT; ++t) acc[t] = _mm512_setzero_ps();
+  for (int64_t g = 0; g < groups; ++g) {
+    const __m512 sg = _mm512_set1_ps(s[g]);
+    for (int c = 0; c < GB; c += 16) {
+      const __m512i x = _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p + g * GB + c)));
+      __m512 q[kPerByte];
+      for (int j = 0; j < kPerByte; ++j) {
+        const __m512i plane = j ? _mm512_srli_epi32(x, j * BITS) : x;
+        q[j] = BITS == 4 ? _mm512_permutexvar_ps(plane, table)
+                         : _mm512_cvtepi32_ps(BITS == 8 ? plane : _mm512_and_si512(plane, mask));
+      }
+      for (int t = 0; t < NT; ++t) {
+        const float* hg = hp + t * dim + g * kPerByte * GB + c;
+        __m512 part = _mm512_mul_ps(q[0], _mm512_loadu_ps(hg));
+        for (int j = 1; j < kPerByte; ++j) part = _mm512_fmadd_ps(q[j], _mm512_loadu_ps(hg + j * GB), part);
+        acc[t] = _mm512_fmadd_ps(part, sg, acc[t]);
+      }
+    }
+  }
+  const __m512 m = _mm512_set1_ps(mul);
+  for (int t = 0; t < NT; ++t) o[t * rows] = _mm512_reduce_add_ps(_mm512_fmadd_ps(acc[t], m, rest[t]));
+}
+
+#if defined(__AVX512VBMI__)
+// Widths that do not divide 8 (3, 5, 6, 7): sixteen values of BITS bits are 2·BITS whole bytes, so one byte
+// permute puts the two bytes holding value k into lane k, a per-lane shift and a mask cut it out. hidden
+// is in its natural order here.
+template <int BITS, int NT>
+void int_row_logits_stream_avx512(const uint8_t* p, const float* s, const float* h, float* o, int64_t rows,
+                                  int64_t groups, int64_t group, int64_t dim, float mul, const __m512* rest) {
+  alignas(64) uint8_t idx[64];
+  alignas(64) uint32_t shift[16];
+  for (int k = 0; k < 16; ++k) {
+    const int bit = k * BITS;
+    idx[4 * k] = bit >> 3;
+    idx[4 * k + 1] = (bit >> 3) + 1;
+    idx[4 * k + 2] = idx[4 * k + 3] = 0;  // zeroed by the permute's mask
+    shift[k] = bit & 7;
+  }
+  const __m512i index = _mm512_load_si512(idx), shifts = _mm512_load_si512(shift);
+  const __m512i mask = _mm512_set1_epi32((1 << BITS) - 1);
+  constexpr __mmask64 kTwoBytes = 0x3333333333333333ull;
+  constexpr __mmask16 kBytes = static_cast<__mmask16>((1u << (2 * BITS)) - 1);
+  __m512 acc[NT];
+  for (int t = 0; t < NT; ++t) acc[t] = _mm512_setzero_ps();
+  for (int64_t g = 0; g < groups; ++g) {
+    const __m512 sg = _mm512_set1_ps(s[g]);
+    __m512 part[NT];
+    for (int t = 0; t < NT; ++t) part[t] = _mm512_setzero_ps();
+    for (int64_t c = 0; c < group; c += 16) {
+      const int64_t i = g * group + c;
+      const __m512i bytes = _mm512_castsi128_si512(_mm_maskz_loadu_epi8(kBytes, p + i / 8 * BITS));
+      const __m512i lanes = _mm512_maskz_permutexvar_epi8(kTwoBytes, index, bytes);
+      const __m512 q = _mm512_cvtepi32_ps(_mm512_and_si512(_mm512_srlv_epi32(lanes, shifts), mask));
+      for (int t = 0; t < NT; ++t) part[t] = _mm512_fmadd_ps(q, _mm512_loadu_ps(h + t * dim + i), part[t]);
+    }
+    for (int t = 0; t < NT; ++t) acc[t] = _mm512_fmadd_ps(part[t], sg, acc[t]);
+  }
+  const __m512 m = _mm512_set1_ps(mul);
+  for (int t = 0; t < NT; ++t) o[t * rows] = _mm512_reduce_add_ps(_mm512_fmadd_ps(acc[t], m, rest[t]));
+}
+#endif
+
+// Rows [begin, end) of the head through the kernels above (GB = 0: the bit-stream widths).
+template <int BITS, int GB>
+void int_rows_avx512(const uint8_t* codes, const at::Half* sc, const at::Half* off, const float* hp,
+                     const float* hsum, float* o, int64_t T, int64_t rows, int64_t row_bytes, int64_t groups,
+                     int64_t group, float mul, float add, int64_t begin, int64_t end) {
+  const int64_t dim = groups * group;
+  std::vector<float> s((groups + 15) / 16 * 16);
+  std::vector<__m512> rest(T);
+  const __m512 a = _mm512_set1_ps(add);
+  for (int64_t r = begin; r < end; ++r) {
+    // the row's scales as floats, and Σ_g (scale · add + offset) · Σh_g per vector in 16 lanes: the part
+    // of each logit that does not depend on the codes
+    for (int64_t t = 0; t < T; ++t) rest[t] = _mm512_setzero_ps();
+    for (int64_t g = 0; g < groups; g += 16) {
+      const __mmask16 lanes = groups - g >= 16 ? 0xFFFF : static_cast<__mmask16>((1u << (groups - g)) - 1);
+      const __m512 sv = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(lanes, sc + r * groups + g));
+      _mm512_storeu_ps(s.data() + g, sv);
+      __m512 k = _mm512_mul_ps(sv, a);
+      if (off) k = _mm512_add_ps(k, _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(lanes, off + r * groups + g)));
+      for (int64_t t = 0; t < T; ++t)
+        rest[t] = _mm512_fmadd_ps(k, _mm512_maskz_loadu_ps(lanes, hsum + t * groups + g), rest[t]);
+    }
+    const uint8_t* p = codes + r * row_bytes;
+    int64_t t = 0;
+    if constexpr (GB == 0) {
+#if defined(__AVX512VBMI__)
+      for (; t + 4 <= T; t += 4)
+        int_row_logits_stream_avx512<BITS, 4>(p, s.data(), hp + t * dim, o + t * rows + r, rows, groups, group, dim,
+                                              mul, rest.data() + t);
+      for (; t < T; ++t)
+        int_row_logits_stream_avx512<BITS, 1>(p, s.data(), hp + t * dim, o + t * rows + r, rows, groups, group, dim,
+                                              mul, rest.data() + t);
+#endif
+    } else {
+      for (; t + 4 <= T; t += 4)
+        int_row_logits_avx512<BITS, GB, 4>(p, s.data(), hp + t * dim, o + t * rows + r, rows, groups, dim, mul,
+                                           rest.data() + t);
+      for (; t < T; ++t)
+        int_row_logits_avx512<BITS, GB, 1>(p, s.data(), hp + t * dim, o + t * rows + r, rows, groups, dim, mul,
+                                           rest.data() + t);
+    }
+  }
+}
+#endif
+
+// Widths that do not divide 8 (3, 5, 6, 7): the row's bit stream is cut into a float buffer eight values
+// at a time (eight values of k bits are k whole bytes, read as one little-endian word), then the group dot
+// products as above. Cutting value by value made 3-bit tiers ~6× slower than 4-bit ones.
+// Eight values of BITS bits are BITS whole bytes: one little-endian word (pack_bits' order) a step. The
+// word is read as 8 bytes where the row has them: a BITS-byte copy into a zeroed word cost a
+// store-forwarding stall a step, and was most of the kernel's time.
+template <int BITS>
+void unpack_eights(const uint8_t* p, int64_t n, int64_t row_bytes, float* w) {
+  constexpr uint64_t kMask = (1u << BITS) - 1;
+  for (int64_t i = 0; i < n; i += 8) {
+    const int64_t at = i / 8 * BITS;
+    uint64_t word = 0;
+    if (at + 8 <= row_bytes) std::memcpy(&word, p + at, 8);
+    else std::memcpy(&word, p + at, BITS);
+    for (int m = 0; m < 8; ++m) w[i + m] = static_cast<float>((word >> (m * BITS)) & kMask);
+  }
+}
+
 void int_row_logits_any(const uint8_t* p, const at::Half* sc, const at::Half* off, const float* h,
                         const float* hsum, float* o, int64_t T, int64_t rows, int64_t groups, int64_t group,
                         int64_t bits, int64_t row_bytes, float mul, float add, float* w) {
   const int64_t dim = groups * group;
   const unsigned mask = (1u << bits) - 1;
-  for (int64_t i = 0; i < dim; ++i) {
+  const int64_t i0 = dim / 8 * 8;
+  switch (bits) {
+    case 3: unpack_eights<3>(p, i0, row_bytes, w); break;
+    case 5: unpack_eights<5>(p, i0, row_bytes, w); break;
+    case 6: unpack_eights<6>(p, i0, row_bytes, w); break;
+    default: unpack_eights<7>(p, i0, row_bytes, w);
+  }
+  int64_t i = i0;
+  for (; i < dim; ++i) {
     const int64_t bit = i * bits, byte = bit >> 3;
     unsigned word = p[byte];
     if (byte + 1 < row_bytes) word |= static_cast<unsigned>(p[byte + 1]) << 8;
@@ -348,6 +493,29 @@ torch::Tensor logits_int(torch::Tensor packed, torch::Tensor scales, torch::Tens
   const at::Half* sc = scales.data_ptr<at::Half>();
   const at::Half* off = has_offsets ? offsets.data_ptr<at::Half>() : nullptr;
   float* o = out.data_ptr<float>();
+#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VBMI__)
+  // whole-byte widths use the bit stream too where no byte-plane kernel fits their group (2 bits in 32)
+  const bool planes = whole && (group / (8 / bits)) % 16 == 0;
+  if (!planes && group % 16 == 0) {
+    using StreamFn = void (*)(const uint8_t*, const at::Half*, const at::Half*, const float*, const float*, float*,
+                              int64_t, int64_t, int64_t, int64_t, int64_t, float, float, int64_t, int64_t);
+    StreamFn fn = nullptr;
+    switch (bits) {
+      case 1: fn = &int_rows_avx512<1, 0>; break;
+      case 2: fn = &int_rows_avx512<2, 0>; break;
+      case 3: fn = &int_rows_avx512<3, 0>; break;
+      case 4: fn = &int_rows_avx512<4, 0>; break;
+      case 5: fn = &int_rows_avx512<5, 0>; break;
+      case 6: fn = &int_rows_avx512<6, 0>; break;
+      case 7: fn = &int_rows_avx512<7, 0>; break;
+      default: fn = &int_rows_avx512<8, 0>;
+    }
+    at::parallel_for(0, rows, 256, [&](int64_t begin, int64_t end) {
+      fn(codes, sc, off, h, hsum.data(), o, T, rows, row_bytes, groups, group, m, a, begin, end);
+    });
+    return out;
+  }
+#endif
   if (!whole) {
     at::parallel_for(0, rows, 256, [&](int64_t begin, int64_t end) {
       std::vector<float> w(dim);
@@ -373,6 +541,21 @@ torch::Tensor logits_int(torch::Tensor packed, torch::Tensor scales, torch::Tens
   EC_ROW(8, 64) EC_ROW(8, 128)
 #undef EC_ROW
   TORCH_CHECK(row_fn != nullptr, "no logits kernel for ", bits, " bits in groups of ", group);
+#if defined(__AVX512F__) && defined(__AVX512BW__)
+  using RowsFn = void (*)(const uint8_t*, const at::Half*, const at::Half*, const float*, const float*, float*,
+                          int64_t, int64_t, int64_t, int64_t, int64_t, float, float, int64_t, int64_t);
+  RowsFn rows_fn = nullptr;
+#define EC_ROWS(B, GBYTES) if (bits == B && group_bytes == GBYTES) rows_fn = &int_rows_avx512<B, GBYTES>;
+  EC_ROWS(1, 16) EC_ROWS(2, 16) EC_ROWS(2, 32) EC_ROWS(4, 16) EC_ROWS(4, 32) EC_ROWS(4, 64) EC_ROWS(8, 16)
+  EC_ROWS(8, 32) EC_ROWS(8, 64) EC_ROWS(8, 128)
+#undef EC_ROWS
+  if (rows_fn != nullptr) {
+    at::parallel_for(0, rows, 256, [&](int64_t begin, int64_t end) {
+      rows_fn(codes, sc, off, hp.data(), hsum.data(), o, T, rows, row_bytes, groups, group, m, a, begin, end);
+    });
+    return out;
+  }
+#endif
   at::parallel_for(0, rows, 256, [&](int64_t begin, int64_t end) {
     for (int64_t r = begin; r < end; ++r) {
       const uint8_t* p = codes + r * row_bytes;
