@@ -566,6 +566,43 @@ torch::Tensor logits_int(torch::Tensor packed, torch::Tensor scales, torch::Tens
   return out;
 }
 
+#if defined(__AVX512F__)
+namespace {
+// One row of Q4_0 / Q8_0 blocks for NT hidden vectors, as int_row_logits_avx512: a block's 16 code bytes
+// widened once (Q4_0: each nibble through one permute of the table -8..7), every vector's sums from
+// registers.
+template <int NT>
+void gguf_row_logits_avx512(const uint8_t* row, const float* h, float* o, int64_t rows, int64_t nblocks,
+                            int64_t dim, bool q4) {
+  const __m512 table = _mm512_setr_ps(-8, -7, -6, -5, -4, -3, -2, -1, 0, 1, 2, 3, 4, 5, 6, 7);
+  const int64_t block_bytes = q4 ? 18 : 34;
+  __m512 acc[NT];
+  for (int t = 0; t < NT; ++t) acc[t] = _mm512_setzero_ps();
+  for (int64_t k = 0; k < nblocks; ++k) {
+    const uint8_t* blk = row + k * block_bytes;
+    at::Half d_half;
+    std::memcpy(&d_half, blk, 2);
+    const __m512 d = _mm512_set1_ps(half_to_float(d_half));
+    __m512 lo, hi;
+    if (q4) {  // value j: low nibble of byte j; value j + 16: its high nibble
+      const __m512i x = _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(blk + 2)));
+      lo = _mm512_permutexvar_ps(x, table);
+      hi = _mm512_permutexvar_ps(_mm512_srli_epi32(x, 4), table);
+    } else {
+      lo = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(blk + 2))));
+      hi = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(blk + 18))));
+    }
+    for (int t = 0; t < NT; ++t) {
+      const float* hb = h + t * dim + k * 32;
+      const __m512 part = _mm512_fmadd_ps(hi, _mm512_loadu_ps(hb + 16), _mm512_mul_ps(lo, _mm512_loadu_ps(hb)));
+      acc[t] = _mm512_fmadd_ps(part, d, acc[t]);
+    }
+  }
+  for (int t = 0; t < NT; ++t) o[t * rows] = _mm512_reduce_add_ps(acc[t]);
+}
+}  // namespace
+#endif
+
 // The same for llama.cpp Q4_0 / Q8_0 blocks of 32: logit += d · (h_block · q) per block.
 torch::Tensor logits_gguf(torch::Tensor blocks, torch::Tensor hidden, std::string qtype) {
   TORCH_CHECK(blocks.dtype() == torch::kUInt8 && blocks.is_contiguous() && blocks.dim() == 2, "bad blocks");
@@ -581,6 +618,18 @@ torch::Tensor logits_gguf(torch::Tensor blocks, torch::Tensor hidden, std::strin
   const float* h = hidden.data_ptr<float>();
   const uint8_t* src = blocks.data_ptr<uint8_t>();
   float* o = out.data_ptr<float>();
+#if defined(__AVX512F__)
+  at::parallel_for(0, rows, 256, [&](int64_t begin, int64_t end) {
+    for (int64_t r = begin; r < end; ++r) {
+      int64_t t = 0;
+      for (; t + 4 <= T; t += 4)
+        gguf_row_logits_avx512<4>(src + r * row_bytes, h + t * dim, o + t * rows + r, rows, nblocks, dim, q4);
+      for (; t < T; ++t)
+        gguf_row_logits_avx512<1>(src + r * row_bytes, h + t * dim, o + t * rows + r, rows, nblocks, dim, q4);
+    }
+  });
+  return out;
+#endif
   // Q4_0: value j of a block is the low nibble of byte j, value j + 16 its high nibble, each minus 8
   at::parallel_for(0, rows, 256, [&](int64_t begin, int64_t end) {
     for (int64_t r = begin; r < end; ++r) {
@@ -634,9 +683,28 @@ torch::Tensor logits_pq(torch::Tensor codes, torch::Tensor lut, torch::Tensor fa
   at::parallel_for(0, rows, 1024, [&](int64_t begin, int64_t end) {
     for (int64_t r = begin; r < end; ++r) {
       const uint8_t* code = c + r * S;
+      if (T > 1 && T <= 16) {  // a table entry's T values are contiguous: add them as one vector, in 4 chains
+        float part[4][16] = {};
+        for (int64_t s = 0; s < S; ++s) {
+          const float* e = l + (s * 256 + code[s]) * T;
+          float* a = part[s & 3];
+#pragma omp simd
+          for (int64_t t = 0; t < T; ++t) a[t] += e[t];
+        }
+        for (int64_t t = 0; t < T; ++t) {
+          const float sum = (part[0][t] + part[1][t]) + (part[2][t] + part[3][t]);
+          o[t * rows + r] = gain ? sum * f[r] : sum;
+        }
+        continue;
+      }
       for (int64_t t = 0; t < T; ++t) {
-        float sum = 0.0f;
-        for (int64_t s = 0; s < S; ++s) sum += l[(s * 256 + code[s]) * T + t];
+        // eight independent partial sums: one chain of S dependent adds was the kernel's whole cost
+        float part[8] = {};
+        int64_t s = 0;
+        for (; s + 8 <= S; s += 8)
+          for (int k = 0; k < 8; ++k) part[k] += l[((s + k) * 256 + code[s + k]) * T + t];
+        for (; s < S; ++s) part[0] += l[(s * 256 + code[s]) * T + t];
+        const float sum = ((part[0] + part[1]) + (part[2] + part[3])) + ((part[4] + part[5]) + (part[6] + part[7]));
         o[t * rows + r] = gain ? sum * f[r] : sum;
       }
     }
