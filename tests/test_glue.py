@@ -67,7 +67,8 @@ def test_reading_real_layouts_and_bad_headers(glue_dir, tmp_path):
 
 def test_fine_tuning_learns_sst2_end_to_end(glue_dir, tiny_encoder):
     model, tok = tiny_encoder
-    res = run_glue(model, tok, "sst2", GlueSettings(lr=3e-3, batch_size=8, epochs=40, progress=False), str(glue_dir))
+    res = run_glue(model, tok, "sst2", GlueSettings(lr=3e-3, seeds=1, batch_size=8, epochs=40, progress=False),
+                   str(glue_dir))
     assert res["accuracy"] == 100.0 and res["train_examples"] == 24
 
 
@@ -75,10 +76,12 @@ def test_fine_tuning_runs_on_compressed_encoder_for_pairs_and_regression(glue_di
     model, tok = tiny_encoder
     compress_model(model, make_config("svd", rank=4))
     codes_before = model.get_input_embeddings().codes.detach().clone()
-    res = run_glue(model, tok, "rte", GlueSettings(batch_size=4, epochs=1, progress=False), str(glue_dir))
+    res = run_glue(model, tok, "rte", GlueSettings(lr=1e-4, seeds=1, batch_size=4, epochs=1, progress=False),
+                   str(glue_dir))
     assert 0 <= res["accuracy"] <= 100 and res["dev_examples"] == 6
-    assert torch.equal(model.get_input_embeddings().codes, codes_before)  # frozen by default
-    res = run_glue(model, tok, "stsb", GlueSettings(batch_size=4, epochs=1, progress=False), str(glue_dir))
+    assert torch.equal(model.get_input_embeddings().codes, codes_before)  # every run trains a copy, never the model
+    res = run_glue(model, tok, "stsb", GlueSettings(lr=1e-4, seeds=1, batch_size=4, epochs=1, progress=False),
+                   str(glue_dir))
     assert -100 <= res["spearman"] <= 100
 
 
@@ -102,3 +105,46 @@ def test_pair_task_needs_a_separator(glue_dir, tiny_encoder):
     tok.sep_token = None
     with pytest.raises(EmbcompressError, match="no separator token"):
         run_glue(model, tok, "rte", GlueSettings(progress=False), str(glue_dir))
+
+
+def test_protocol_chooses_the_learning_rate_on_held_out_training_data_and_reports_seed_spread():
+    from torch import nn
+
+    from embcompress.evaluate.finetune import run_protocol
+
+    base = nn.Linear(2, 2)
+    before = base.weight.detach().clone()
+    calls = []
+    held_out_score = {2e-5: 50.0, 5e-5: 70.0, 1e-4: 60.0}
+
+    def train_and_score(body, train, evaluate_on, s):
+        body.weight.data.add_(1.0)  # "training" a copy must never reach base
+        calls.append((tuple(train), evaluate_on, s.lr, s.seed))
+        if evaluate_on is not None:
+            return {"value": held_out_score[s.lr]}
+        return {"value": 80.0 + (s.seed - 22), "accuracy": 1.0 * s.seed}
+
+    out = run_protocol(base, GlueSettings(progress=False), list(range(10)), lambda items: (items[3:], items[:3]),
+                       train_and_score)
+    assert torch.equal(base.weight, before)
+    search = [c for c in calls if c[1] is not None]
+    assert [c[2] for c in search] == [2e-5, 5e-5, 1e-4] and all(c[0] == tuple(range(3, 10)) for c in search)
+    assert all(c[1] == [0, 1, 2] for c in search)  # chosen on held-out training items, never on dev (None)
+    final = [c for c in calls if c[1] is None]
+    assert [c[2:] for c in final] == [(5e-5, 22), (5e-5, 23), (5e-5, 24)] and all(c[0] == tuple(range(10)) for c in final)
+    assert out["lr"] == 5e-5 and out["lr_search"] == {"2e-05": 50.0, "5e-05": 70.0, "0.0001": 60.0}
+    assert out["per_seed"] == [80.0, 81.0, 82.0] and out["value"] == 81.0 and out["std"] == 1.0
+    assert out["accuracy"] == 23.0 and out["seeds"] == [22, 23, 24]
+    given = run_protocol(base, GlueSettings(lr=1e-3, seeds=1, progress=False), list(range(4)), None, train_and_score)
+    assert given["lr"] == 1e-3 and "lr_search" not in given and given["std"] == 0.0
+
+
+def test_glue_protocol_end_to_end_is_deterministic_per_seed(glue_dir, tiny_encoder):
+    model, tok = tiny_encoder
+    settings = GlueSettings(seeds=2, batch_size=8, epochs=2, lr_grid=(1e-4, 3e-3), progress=False)
+    first = run_glue(model, tok, "sst2", settings, str(glue_dir))
+    again = run_glue(model, tok, "sst2", settings, str(glue_dir))
+    assert set(first["lr_search"]) == {"0.0001", "0.003"} and first["lr"] in (1e-4, 3e-3)
+    assert len(first["per_seed"]) == 2 and first["per_seed"] == again["per_seed"]
+    with pytest.raises(EmbcompressError, match="seeds and batch size"):
+        GlueSettings(seeds=0)

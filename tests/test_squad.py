@@ -84,10 +84,27 @@ def test_training_targets_point_at_the_answer_tokens(squad_dir, tiny_encoder):
 
 def test_fine_tuning_learns_the_span_and_predictions_are_scored(squad_dir, tiny_encoder):
     model, tok = tiny_encoder
-    res = run_squad(model, tok, SquadSettings(lr=3e-3, batch_size=8, epochs=60, progress=False), str(squad_dir))
+    res = run_squad(model, tok, SquadSettings(lr=3e-3, seeds=1, batch_size=8, epochs=60, progress=False), str(squad_dir))
     assert res["train_examples"] == 36 and res["eval_examples"] == 12
     assert res["exact_match"] == 100.0 and res["f1"] == 100.0 and res["value"] == res["f1"]
     assert "article" in res["split"]
+
+
+def test_the_learning_rate_is_chosen_on_whole_training_articles(squad_dir, tiny_encoder, monkeypatch):
+    from embcompress.evaluate import squad
+
+    seen = {}
+
+    def protocol(base, settings, train, held_out_split, train_and_score):
+        fit, held_out = held_out_split(train)
+        seen.update(train={q.article for q in train}, fit={q.article for q in fit}, held={q.article for q in held_out})
+        return {"value": 0.0}
+
+    monkeypatch.setattr(squad, "run_protocol", protocol)
+    model, tok = tiny_encoder
+    run_squad(model, tok, SquadSettings(progress=False), str(squad_dir))
+    assert seen["train"] == set(range(36)) and seen["held"] == set(squad.LR_ARTICLES)
+    assert seen["fit"] == set(range(36)) - set(squad.LR_ARTICLES)  # no article on both sides, none from 36-47
 
 
 def test_bad_inputs(squad_dir, tiny_encoder, tmp_path):
@@ -124,7 +141,7 @@ def test_sweep_gives_each_fine_tuning_cell_a_fresh_body(squad_dir, tiny_encoder,
     folder = tmp_path / "enc"
     model.save_pretrained(folder)
     tok.save_pretrained(folder)
-    short = dict(lr=1e-3, batch_size=8, epochs=2)
+    short = dict(lr=1e-3, seeds=1, batch_size=8, epochs=2)
     settings = EvalSettings(data_dir=str(squad_dir), progress=False, extra={"finetune": short})
     rows = run_sweep([str(folder)], [MethodSpec.parse("int:bits=4,group_size=8")], [], ["squad"],
                      tmp_path / "r.jsonl", settings=settings, log=lambda s: None)

@@ -414,9 +414,11 @@ def finetune_options(f):
     options = [
         click.option("--max-train", type=int, default=None, help="Cap the training examples (CPU runs)."),
         click.option("--max-eval", type=int, default=None, help="Cap the evaluation examples."),
-        click.option("--epochs", type=float, default=None, help="Epochs (default: 3, the paper's)."),
+        click.option("--epochs", type=float, default=None, help="Epochs (default: GLUE 3, SQuAD 2)."),
         click.option("--batch-size", type=int, default=None, help="Batch size (default: GLUE 32, SQuAD 16)."),
-        click.option("--lr", type=float, default=None, help="Learning rate (default: GLUE 2e-5, SQuAD 3e-5)."),
+        click.option("--lr", type=float, default=None,
+                     help="Learning rate (default: the best of the grid on a held-out part of the training set)."),
+        click.option("--seeds", type=int, default=None, help="Runs with seeds 22, 23, … (default 3: mean ± std)."),
         click.option("--embedding-policy", type=click.Choice(["frozen", "decoder", "all", "paper"]), default="frozen",
                      show_default=True, help="How the embedding trains, identical for every method."),
     ]
@@ -425,10 +427,11 @@ def finetune_options(f):
     return f
 
 
-def _finetune_settings(data_dir, max_train, max_eval, epochs, batch_size, lr, embedding_policy):
+def _finetune_settings(data_dir, max_train, max_eval, epochs, batch_size, lr, seeds, embedding_policy):
     settings = _settings(data_dir, None, None, None)
-    settings.extra["finetune"] = dict(lr=lr, batch_size=batch_size, epochs=epochs, max_train_examples=max_train,
-                                      max_eval_examples=max_eval, embedding_policy=embedding_policy)
+    settings.extra["finetune"] = dict(lr=lr, seeds=seeds, batch_size=batch_size, epochs=epochs,
+                                      max_train_examples=max_train, max_eval_examples=max_eval,
+                                      embedding_policy=embedding_policy)
     return settings
 
 

@@ -1,8 +1,9 @@
 """GLUE fine-tuning (CoLA, SST-2, MRPC, STS-B, RTE) from the GLUE TSVs in the data dir; dev-set scores.
 
-Defaults are the paper's (max length 128, lr 2e-5, batch 32, 3 epochs, seed 22); CPU runs cap the
-training examples and epochs. How the (compressed) embedding trains is one policy, applied
-identically to every method (see finetune.py).
+Defaults are the paper's (max length 128, batch 32, 3 epochs, full training set) inside the protocol
+of finetune.run_protocol: the learning rate chosen on a held-out 10 % of the *training* set, then 3
+seeds, mean ± std on dev. Quick runs cap the training examples and epochs and fix --lr. How the
+(compressed) embedding trains is one policy, applied identically to every method (see finetune.py).
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ from torch import nn
 
 from ..data import data_dir
 from ..errors import EmbcompressError
-from .finetune import FinetuneSettings, apply_embedding_policy, fine_tune, with_head  # noqa: F401 (re-exported)
+from .finetune import (FinetuneSettings, apply_embedding_policy, fine_tune, run_protocol, seeded,  # noqa: F401
+                       with_head)
 from ..device import input_device
 
 
@@ -112,6 +114,9 @@ def encode(tokenizer, texts, max_length):
     return tokenizer([t[0] for t in texts], truncation=True, max_length=max_length, padding=True, return_tensors="pt")
 
 
+HELD_OUT_SHARE, HELD_OUT_MAX = 0.1, 2000  # the part of the training set the learning rate is chosen on
+
+
 def run_glue(base: nn.Module, tokenizer, task_name: str, settings: GlueSettings, explicit_dir: str | None = None):
     task = get_task(task_name)
     train_x, train_y = read_split(task, "train", explicit_dir)
@@ -121,28 +126,42 @@ def run_glue(base: nn.Module, tokenizer, task_name: str, settings: GlueSettings,
                                "use a model whose tokenizer encodes pairs (BERT-style)")
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    rng = random.Random(settings.seed)
     order = list(range(len(train_x)))
-    rng.shuffle(order)
+    random.Random(settings.seed).shuffle(order)
     if settings.max_train_examples:
         order = order[: settings.max_train_examples]
     if settings.max_eval_examples:
         dev_x, dev_y = dev_x[: settings.max_eval_examples], dev_y[: settings.max_eval_examples]
-    model = classifier_from(base, tokenizer, task.num_labels)
-    device = input_device(model)
     label_dtype = torch.float32 if task.num_labels == 1 else torch.long
 
-    def make_batch(idx):
-        batch = encode(tokenizer, [train_x[i] for i in idx], settings.max_length)
-        return {**batch, "labels": torch.tensor([train_y[i] for i in idx], dtype=label_dtype)}
+    def held_out_split(items):
+        n = min(HELD_OUT_MAX, max(1, int(len(items) * HELD_OUT_SHARE)))
+        return items[n:], items[:n]  # items are shuffled already
 
-    fine_tune(model, order, make_batch, settings, f"fine-tune {task.name}")
+    def train_and_score(body, train, evaluate_on, s):
+        seeded(s.seed)
+        model = classifier_from(body, tokenizer, task.num_labels)
+
+        def make_batch(idx):
+            batch = encode(tokenizer, [train_x[i] for i in idx], s.max_length)
+            return {**batch, "labels": torch.tensor([train_y[i] for i in idx], dtype=label_dtype)}
+
+        fine_tune(model, train, make_batch, s, f"fine-tune {task.name} (lr {s.lr:g}, seed {s.seed})")
+        xs, ys = (dev_x, dev_y) if evaluate_on is None else ([train_x[i] for i in evaluate_on],
+                                                             [train_y[i] for i in evaluate_on])
+        scores = glue_metrics(task, predict(model, tokenizer, xs, task, s.max_length), np.asarray(ys))
+        return {"value": scores[task.metric], **scores}
+
+    result = run_protocol(base, settings, order, held_out_split, train_and_score)
+    return {"task": task.name, "metric": task.metric, **result, "train_examples": len(order),
+            "dev_examples": len(dev_y), "settings": asdict(settings)}
+
+
+def predict(model, tokenizer, texts, task: GlueTask, max_length: int) -> np.ndarray:
+    device = input_device(model)
     preds = []
     with torch.inference_mode():
-        for start in range(0, len(dev_x), 64):
-            logits = model(**encode(tokenizer, dev_x[start : start + 64], settings.max_length).to(device)).logits
+        for start in range(0, len(texts), 64):
+            logits = model(**encode(tokenizer, texts[start : start + 64], max_length).to(device)).logits
             preds.append(logits.squeeze(-1) if task.num_labels == 1 else logits.argmax(-1))
-    preds = torch.cat(preds).float().cpu().numpy()
-    scores = glue_metrics(task, preds, np.asarray(dev_y))
-    return {"task": task.name, "metric": task.metric, "value": scores[task.metric], **scores,
-            "train_examples": len(order), "dev_examples": len(dev_y), "settings": asdict(settings)}
+    return torch.cat(preds).float().cpu().numpy()

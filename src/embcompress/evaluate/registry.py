@@ -115,15 +115,23 @@ def _mlm_summary(r, model):
             f"in {r['lines']:,} lines")
 
 
+def _protocol_line(r):
+    """How a fine-tuned number was reached: the seeds behind its mean, and where its learning rate came from."""
+    n = len(r.get("per_seed", [r["value"]]))
+    chosen = (" (chosen on held-out training data: " + ", ".join(f"{k} → {v:.2f}" for k, v in r["lr_search"].items())
+              + ")") if "lr_search" in r else " (given)"
+    return f"\n{r['metric']} {r['value']:.2f} ± {r.get('std', 0.0):.2f} over {n} seed(s); lr {r['lr']:g}{chosen}"
+
+
 def _glue_summary(r, model):
     metrics = ("matthews", "accuracy", "f1", "pearson", "spearman")
     return (f"{model} {r['task']} dev ({r['dev_examples']} examples, trained on {r['train_examples']}): "
-            + ", ".join(f"{k} {r[k]:.2f}" for k in metrics if k in r))
+            + ", ".join(f"{k} {r[k]:.2f}" for k in metrics if k in r) + _protocol_line(r))
 
 
 def _squad_summary(r, model):
     return (f"{model} squad ({r['eval_examples']} questions, trained on {r['train_examples']}): "
-            f"exact match {r['exact_match']:.2f}, F1 {r['f1']:.2f}\n{r['split']}")
+            f"exact match {r['exact_match']:.2f}, F1 {r['f1']:.2f}{_protocol_line(r)}\n{r['split']}")
 
 
 EVALUATIONS: dict[str, Evaluation] = {
