@@ -137,6 +137,10 @@ def test_protocol_chooses_the_learning_rate_on_held_out_training_data_and_report
     assert out["accuracy"] == 23.0 and out["seeds"] == [22, 23, 24]
     given = run_protocol(base, GlueSettings(lr=1e-3, seeds=1, progress=False), list(range(4)), None, train_and_score)
     assert given["lr"] == 1e-3 and "lr_search" not in given and given["std"] == 0.0
+    calls.clear()
+    chosen = run_protocol(base, GlueSettings(seeds=0, progress=False), list(range(10)), lambda i: (i[3:], i[:3]),
+                          train_and_score)
+    assert chosen["lr"] == 5e-5 and chosen["value"] == 70.0 and all(c[1] is not None for c in calls)
 
 
 def test_glue_protocol_end_to_end_is_deterministic_per_seed(glue_dir, tiny_encoder):
@@ -146,5 +150,5 @@ def test_glue_protocol_end_to_end_is_deterministic_per_seed(glue_dir, tiny_encod
     again = run_glue(model, tok, "sst2", settings, str(glue_dir))
     assert set(first["lr_search"]) == {"0.0001", "0.003"} and first["lr"] in (1e-4, 3e-3)
     assert len(first["per_seed"]) == 2 and first["per_seed"] == again["per_seed"]
-    with pytest.raises(EmbcompressError, match="seeds and batch size"):
-        GlueSettings(seeds=0)
+    with pytest.raises(EmbcompressError, match="seeds must be ≥ 0"):
+        GlueSettings(seeds=-1)

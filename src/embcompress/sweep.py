@@ -238,9 +238,10 @@ class CellRunner:
                 if text not in self.references:  # closeness to the uncompressed model
                     self.references[text] = CachedReference(base, max_bytes=REFERENCE_CACHE_BYTES // self.n_texts)
                 cell_settings.reference = self.references[text]
+            t0 = time.perf_counter()
             result = ev.run(model, tokenizer, cell_settings)
-            row.update(value=result.pop("value"), details=result, machine=machine(),
-                       finished=time.strftime("%Y-%m-%dT%H:%M:%S"))
+            row.update(value=result.pop("value"), details=result, eval_seconds=round(time.perf_counter() - t0, 1),
+                       machine=machine(), finished=time.strftime("%Y-%m-%dT%H:%M:%S"))
             self.log(f"    {ev.metric} = {row['value']:.4g}  (embedding {row['embedding_ratio']:.2f}x params, "
                      f"{row['bytes_ratio_vs_fp16']:.2f}x bytes vs fp16)")
             yield row

@@ -35,7 +35,7 @@ class FinetuneSettings:
     batch_size: int = 32
     epochs: float = 3
     seed: int = 22  # the first seed; run k uses seed + k
-    seeds: int = 3  # runs on the full training set, reported as mean ± std
+    seeds: int = 3  # runs on the full training set, reported as mean ± std (0: only choose the lr)
     lr_grid: tuple[float, ...] = (2e-5, 5e-5, 1e-4)
     lr_search_examples: int = 8000  # the choice trains on at most this many examples (CPU cost), 1 seed
     max_train_examples: int | None = None
@@ -47,8 +47,9 @@ class FinetuneSettings:
         if isinstance(self.lr_grid, (int, float)):  # one value from --finetune-option lr_grid=…
             self.lr_grid = (float(self.lr_grid),)
         self.lr_grid = tuple(float(x) for x in self.lr_grid)
-        if self.seeds < 1 or not self.lr_grid or self.epochs <= 0 or self.batch_size < 1:
-            raise EmbcompressError("seeds and batch size must be ≥ 1, epochs > 0 and lr_grid non-empty")
+        if self.seeds < 0 or not self.lr_grid or self.epochs <= 0 or self.batch_size < 1:
+            raise EmbcompressError("seeds must be ≥ 0 (0: only choose the learning rate), batch size ≥ 1, "
+                                   "epochs > 0 and lr_grid non-empty")
 
     @classmethod
     def from_options(cls, options: dict) -> "FinetuneSettings":
@@ -149,6 +150,11 @@ def run_protocol(base: nn.Module, settings: FinetuneSettings, train_items: list,
             s = replace(settings, lr=candidate, seeds=1, max_train_examples=None)
             search[candidate] = train_and_score(copy.deepcopy(base), fit, held_out, s)["value"]
         lr = max(search, key=search.get)
+    if settings.seeds == 0:  # the choice alone (a benchmark fixes one lr per task for every method)
+        if search is None:
+            raise EmbcompressError("seeds=0 only chooses the learning rate; leave lr unset")
+        return {"value": search[lr], "lr": lr, "lr_search": {f"{k:g}": v for k, v in search.items()},
+                "per_seed": [], "seeds": []}
     runs = [train_and_score(copy.deepcopy(base), train_items, None, replace(settings, lr=lr, seed=settings.seed + k))
             for k in range(settings.seeds)]
     values = [r["value"] for r in runs]

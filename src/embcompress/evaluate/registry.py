@@ -120,6 +120,8 @@ def _protocol_line(r):
     n = len(r.get("per_seed", [r["value"]]))
     chosen = (" (chosen on held-out training data: " + ", ".join(f"{k} → {v:.2f}" for k, v in r["lr_search"].items())
               + ")") if "lr_search" in r else " (given)"
+    if r.get("per_seed") == []:  # seeds=0: the choice alone, scored on held-out training data
+        return f"\nno dev run (seeds 0); lr {r['lr']:g}{chosen}"
     return f"\n{r['metric']} {r['value']:.2f} ± {r.get('std', 0.0):.2f} over {n} seed(s); lr {r['lr']:g}{chosen}"
 
 

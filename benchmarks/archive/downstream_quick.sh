@@ -2,13 +2,13 @@
 # The paper's downstream evaluations on minilm-l6 (bert-base-uncased's WordPiece vocabulary): zero-shot
 # STS-B, GLUE fine-tuning (RTE, MRPC, STS-B, CoLA) and SQuAD v1.1 on the dev article split, for SVD and the
 # paper's autoencoder (the authors' exact settings) against uncompressed. Input scope.
-# Regenerate: bash benchmarks/downstream.sh   (resumes if interrupted; writes benchmarks/downstream.md)
+# Regenerate: bash benchmarks/archive/downstream_quick.sh   (resumes if interrupted; writes benchmarks/archive/downstream_quick.md)
 # CPU protocol, the same for every method: GLUE on the first 1600 training examples of a seed-22
 # shuffle, 1 epoch of batch 16 (100 steps), lr 1e-4, max length 128, full dev set; SQuAD on 1600
 # training questions (articles 0-35), 1 epoch of batch 16, lr 1e-4, max length 384, stride 128, scored
 # on the first 500 questions of articles 36-47. Embedding policy: frozen (no method trains its embedding).
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 EC=.venv/bin/embcompress
 R=benchmarks/results
 METHODS="svd;autoencoder"
@@ -25,7 +25,7 @@ $EC sweep --models minilm-l6 --methods "$METHODS" --ratios 10 --evals squad \
 {
   echo "# Downstream: SVD against the paper's autoencoder on minilm-l6"
   echo
-  echo "Command: \`bash benchmarks/downstream.sh\`. Machine: $(.venv/bin/python -c 'from embcompress.sweep import machine; print(machine())')."
+  echo "Command: \`bash benchmarks/archive/downstream_quick.sh\`. Machine: $(.venv/bin/python -c 'from embcompress.sweep import machine; print(machine())')."
   echo "Input scope; \"autoencoder\" is the paper's method with the authors' exact settings. CPU protocol, the"
   echo "same for every method: GLUE on the first 1600 training examples of a seed-22 shuffle, 1 epoch of batch 16"
   echo "(100 steps), lr 1e-4, max length 128, full dev sets; SQuAD v1.1 dev split by article (train on articles"
@@ -75,8 +75,8 @@ paper's protocol is one command: `embcompress sweep --models minilm-l6 --methods
 --ratios 5,10 --evals glue-rte,glue-mrpc,glue-stsb,glue-cola,squad` (defaults are the paper's).
 FINDINGS
   echo
-  echo "![sts](results/downstream-sts.png)"
-  echo "![glue](results/downstream-glue.png)"
-  echo "![squad](results/downstream-squad.png)"
-} > benchmarks/.downstream.md.tmp
-mv benchmarks/.downstream.md.tmp benchmarks/downstream.md
+  echo "![sts](../results/downstream-sts.png)"
+  echo "![glue](../results/downstream-glue.png)"
+  echo "![squad](../results/downstream-squad.png)"
+} > benchmarks/archive/.downstream_quick.md.tmp
+mv benchmarks/archive/.downstream_quick.md.tmp benchmarks/archive/downstream_quick.md
