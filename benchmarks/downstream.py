@@ -68,18 +68,18 @@ def choose(task: str, policy: str) -> float:
     return chosen_lr(task, policy)
 
 
-def run(tasks: list[str], stage: str) -> None:
+def run(tasks: list[str], stage: str, policies: list[str]) -> None:
     for task in tasks:
-        for policy in POLICIES:  # the floor: uncompressed, every seed
+        for policy in policies:  # the floor: uncompressed, every seed
             lr = choose(task, policy)
             for seed in SEEDS:
                 sweep(task, [], [], {"lr": lr, "seeds": 1, "seed": seed, "embedding_policy": policy})
         write_page()
     if stage == "floor":
         return
-    for method, ratio, policies, distill in ARMS:
+    for method, ratio, arm_policies, distill in ARMS:
         for task in tasks:
-            for policy in policies:
+            for policy in [p for p in arm_policies if p in policies]:
                 lr = choose(task, policy)
                 for seed in SEEDS:
                     sweep(task, [method], [ratio], {"lr": lr, "seeds": 1, "seed": seed, "embedding_policy": policy},
@@ -194,6 +194,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--tasks", default=",".join(TASKS))
     ap.add_argument("--stage", choices=["floor", "all"], default="all")
+    ap.add_argument("--policies", default=",".join(POLICIES), help="embedding policies to run (paper,frozen)")
     ap.add_argument("--page", action="store_true", help="only rewrite downstream.md from the results so far")
     a = ap.parse_args()
     tasks = [t for t in a.tasks.split(",") if t]
@@ -202,7 +203,10 @@ def main() -> None:
         sys.exit(f"unknown task(s) {', '.join(unknown)}; use: {', '.join(TASKS)}")
     if not a.page:
         t0 = time.time()
-        run(tasks, a.stage)
+        policies = [p for p in a.policies.split(",") if p]
+        if not policies or set(policies) - set(POLICIES):
+            sys.exit(f"unknown policy in {a.policies!r}; use: {', '.join(POLICIES)}")
+        run(tasks, a.stage, policies)
         print(f"ran {time.time() - t0:.0f} s")
     write_page()
     print((HERE / "downstream.md").read_text())
