@@ -294,7 +294,7 @@ void int_row_logits(const uint8_t* p, const at::Half* sc, const at::Half* off, c
   }
 }
 
-#if defined(__AVX512F__) && defined(__AVX512BW__)
+#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__)  // masked 128/256-bit loads
 // The same with AVX-512 intrinsics, NT hidden vectors at a time: each 16-byte slice of a group is widened
 // once to 16 int32 lanes and its kPerByte code planes turned into floats (4 bits: one permute from the
 // table 0..15, which reads only an index's low 4 bits, so no mask), then every vector's partial sums take
@@ -493,7 +493,7 @@ torch::Tensor logits_int(torch::Tensor packed, torch::Tensor scales, torch::Tens
   const at::Half* sc = scales.data_ptr<at::Half>();
   const at::Half* off = has_offsets ? offsets.data_ptr<at::Half>() : nullptr;
   float* o = out.data_ptr<float>();
-#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VBMI__)
+#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__) && defined(__AVX512VBMI__)
   // whole-byte widths use the bit stream too where no byte-plane kernel fits their group (2 bits in 32)
   const bool planes = whole && (group / (8 / bits)) % 16 == 0;
   if (!planes && group % 16 == 0) {
@@ -541,7 +541,7 @@ torch::Tensor logits_int(torch::Tensor packed, torch::Tensor scales, torch::Tens
   EC_ROW(8, 64) EC_ROW(8, 128)
 #undef EC_ROW
   TORCH_CHECK(row_fn != nullptr, "no logits kernel for ", bits, " bits in groups of ", group);
-#if defined(__AVX512F__) && defined(__AVX512BW__)
+#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__)
   using RowsFn = void (*)(const uint8_t*, const at::Half*, const at::Half*, const float*, const float*, float*,
                           int64_t, int64_t, int64_t, int64_t, int64_t, float, float, int64_t, int64_t);
   RowsFn rows_fn = nullptr;
