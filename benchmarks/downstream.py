@@ -185,7 +185,20 @@ def write_page() -> None:
             lines.append(f"| {label((BEST, 8.0, 'frozen', distill))} vs autoencoder CR 10 (frozen) | "
                          f"{verdict(mine, ae, 'tiered-pq', 'autoencoder')} |")
         lines.append("")
-    lines += [f"Compute so far: {total / 3600:.1f} h of cells on this machine (fit + evaluation, summed over the "
+    lines += ["## Cost on this machine", "",
+              "| task | cells done / planned | mean s a seed cell | lr choice s | still to run (projected) |",
+              "| --- | --- | --- | --- | --- |"]
+    planned = (len(POLICIES) + sum(len(policies) for _, _, policies, _ in ARMS)) * len(SEEDS)
+    for task in TASKS:
+        rows = read_results(results_file(task))
+        seeds = [r["eval_seconds"] for r in rows if options(r).get("seeds") == 1 and "eval_seconds" in r]
+        choice = [r["eval_seconds"] for r in rows if options(r).get("seeds") == 0 and "eval_seconds" in r]
+        done = len([r for r in rows if options(r).get("seeds") == 1])
+        each = statistics.fmean(seeds) if seeds else None
+        lines.append(f"| {task} | {done} / {planned} | {f'{each:.0f}' if each else '–'} | "
+                     f"{', '.join(f'{c:.0f}' for c in choice) or '–'} | "
+                     f"{f'{(planned - done) * each / 3600:.1f} h' if each else 'not measured yet'} |")
+    lines += ["", f"Compute so far: {total / 3600:.1f} h of cells on this machine (fit + evaluation, summed over the "
               "results files).", ""]
     (HERE / "downstream.md").write_text("\n".join(lines))
 

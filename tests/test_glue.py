@@ -152,3 +152,5 @@ def test_glue_protocol_end_to_end_is_deterministic_per_seed(glue_dir, tiny_encod
     assert len(first["per_seed"]) == 2 and first["per_seed"] == again["per_seed"]
     with pytest.raises(EmbcompressError, match="seeds must be ≥ 0"):
         GlueSettings(seeds=-1)
+    with pytest.raises(EmbcompressError, match="leave lr unset"):
+        GlueSettings(seeds=0, lr=1e-4)

@@ -50,6 +50,8 @@ class FinetuneSettings:
         if self.seeds < 0 or not self.lr_grid or self.epochs <= 0 or self.batch_size < 1:
             raise EmbcompressError("seeds must be ≥ 0 (0: only choose the learning rate), batch size ≥ 1, "
                                    "epochs > 0 and lr_grid non-empty")
+        if self.seeds == 0 and self.lr is not None:
+            raise EmbcompressError("seeds=0 only chooses the learning rate; leave lr unset")
 
     @classmethod
     def from_options(cls, options: dict) -> "FinetuneSettings":
@@ -151,8 +153,6 @@ def run_protocol(base: nn.Module, settings: FinetuneSettings, train_items: list,
             search[candidate] = train_and_score(copy.deepcopy(base), fit, held_out, s)["value"]
         lr = max(search, key=search.get)
     if settings.seeds == 0:  # the choice alone (a benchmark fixes one lr per task for every method)
-        if search is None:
-            raise EmbcompressError("seeds=0 only chooses the learning rate; leave lr unset")
         return {"value": search[lr], "lr": lr, "lr_search": {f"{k:g}": v for k, v in search.items()},
                 "per_seed": [], "seeds": []}
     runs = [train_and_score(copy.deepcopy(base), train_items, None, replace(settings, lr=lr, seed=settings.seed + k))
