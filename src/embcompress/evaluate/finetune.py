@@ -152,18 +152,16 @@ def run_protocol(base: nn.Module, settings: FinetuneSettings, train_items: list,
             s = replace(settings, lr=candidate, seeds=1, max_train_examples=None)
             search[candidate] = train_and_score(copy.deepcopy(base), fit, held_out, s)["value"]
         lr = max(search, key=search.get)
+    chosen = {} if search is None else {"lr_search": {f"{k:g}": v for k, v in search.items()}}
     if settings.seeds == 0:  # the choice alone (a benchmark fixes one lr per task for every method)
-        return {"value": search[lr], "lr": lr, "lr_search": {f"{k:g}": v for k, v in search.items()},
-                "per_seed": [], "seeds": []}
+        return {"value": search[lr], "lr": lr, **chosen, "per_seed": [], "seeds": []}
     runs = [train_and_score(copy.deepcopy(base), train_items, None, replace(settings, lr=lr, seed=settings.seed + k))
             for k in range(settings.seeds)]
     values = [r["value"] for r in runs]
     out = {k: statistics.fmean(r[k] for r in runs) for k, v in runs[0].items() if isinstance(v, float)}
     out |= {k: v for k, v in runs[0].items() if not isinstance(v, float)}
     out |= {"value": statistics.fmean(values), "std": statistics.stdev(values) if len(values) > 1 else 0.0,
-            "per_seed": values, "seeds": [settings.seed + k for k in range(settings.seeds)], "lr": lr}
-    if search is not None:
-        out["lr_search"] = {f"{k:g}": v for k, v in search.items()}
+            "per_seed": values, "seeds": [settings.seed + k for k in range(settings.seeds)], "lr": lr, **chosen}
     return out
 
 
