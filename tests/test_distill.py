@@ -120,6 +120,22 @@ def test_same_seed_same_values_and_gguf_has_nothing_to_tune():
     assert distill(student, teacher, IdTokenizer(), _text(1), CONFIG)["steps"] == 0
 
 
+def test_patience_stops_when_the_held_out_loss_stops_falling_and_keeps_the_best_values():
+    teacher = _teacher()
+    student = copy.deepcopy(teacher)
+    compress_model(student, make_config("int", bits=3))
+    fitted = student.get_input_embeddings().scales.clone()
+    # a step size of 5x each tensor's magnitude only makes things worse: the first two checks fail
+    wild = DistillConfig(steps=30, batch_size=2, seq_len=24, lr=5.0, eval_every=3, patience=2, progress=False)
+    report = distill(student, teacher, IdTokenizer(), _text(1), wild)
+    assert report["steps"] == 6 and report["stopped_early"] and report["best_step"] == 0
+    assert torch.equal(student.get_input_embeddings().scales, fitted)
+    never = DistillConfig(**{**wild.__dict__, "patience": 0})
+    assert distill(copy.deepcopy(student), teacher, IdTokenizer(), _text(1), never)["steps"] == 30
+    with pytest.raises(Exception, match="patience must be 0"):
+        DistillConfig(patience=-1)
+
+
 def test_encoder_distils_its_hidden_states():
     from conftest import bert_encoder
 
