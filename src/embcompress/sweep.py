@@ -227,8 +227,7 @@ class CellRunner:
             if cell_options:
                 row["eval_options"] = cell_options
             row.update(fields)
-            # a fine-tuning evaluation changes the model: never let it touch the cached base or the built one
-            model = copy.deepcopy(compressed) if ev.trains else compressed
+            model = compressed  # a fine-tuning evaluation trains copies of it (finetune.run_protocol), never it
             self.log(f"{tag} {model_name} {method.label} ratio={ratio} {ev_name}"
                      f"{'' if text is None else ' on ' + text} ...")
             cell_settings = dataclasses.replace(self.settings, extra=cell_options)

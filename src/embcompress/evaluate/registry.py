@@ -27,7 +27,7 @@ class Evaluation:
     metric: str
     higher_is_better: bool
     run: Callable[..., dict[str, Any]]  # (model, tokenizer, settings) -> {"value": ..., **details}
-    trains: bool = False  # fine-tunes the model it is given (the sweep hands it a copy)
+    trains: bool = False  # fine-tunes copies of the model it is given (takes --finetune-option)
     options: Callable[[], type] | None = None  # its typed settings class (fine-tuning), for checking options early
     summary: Callable[[dict[str, Any], str], str] = lambda r, model: f"{model}: {r['value']}"  # one line for people
 
