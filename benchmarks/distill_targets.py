@@ -39,6 +39,7 @@ PARTS = {
     "smollm2-input-distil-4-16": ("smollm2-135m", "input", [BEST], [4, 16], ["perplexity"], TEXTS, True),
     "gemma3-input-distil": ("gemma3-270m", "input", [BEST], [8], ["perplexity"], TEXTS, True),
     "gemma3-tied-distil": ("gemma3-270m", "tied", [BEST], [8], ["perplexity"], TEXTS, True),
+    "gemma3-input-distil-4-16": ("gemma3-270m", "input", [BEST], [4, 16], ["perplexity"], TEXTS, True),
 }
 # (model, scope, ratio): largest allowed change (perplexity: per cent; STS-B: the score to reach)
 TARGETS = {("smollm2-135m", "input", 4): 0.1, ("smollm2-135m", "input", 8): 3, ("smollm2-135m", "input", 16): 10,
