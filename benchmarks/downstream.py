@@ -5,7 +5,8 @@ the 8123 questions of dev articles 0-35), 3 epochs (SQuAD 2), batch 32 (SQuAD 16
 384, stride 128). The learning rate of each task is chosen once, on the uncompressed model with the
 embedding policy at hand, on a held-out part of the *training* set (GLUE: a seeded 10 %, at most 2000;
 SQuAD: articles 32-35), then used by every method: no dev score chooses anything. Each cell is one task ×
-method × ratio × policy × seed (22, 23, 24), one JSONL line, so the run resumes where it stopped.
+method × ratio × policy × seed (22, 23, 24), or one candidate learning rate of a choice, one JSONL line, so
+the run resumes where it stopped.
 
 Regenerate: .venv/bin/python benchmarks/downstream.py [--tasks sst2,mrpc,...] [--stage floor|compare|all]
             .venv/bin/python benchmarks/downstream.py --page   (the page from what has run so far)
@@ -20,7 +21,9 @@ import time
 from pathlib import Path
 
 from embcompress.distill import DistillConfig
+from embcompress.evaluate.finetune import FinetuneSettings
 from embcompress.evaluate.registry import EvalSettings
+from embcompress.evaluate.squad import SquadSettings
 from embcompress.sweep import MethodSpec, machine, read_results, run_sweep
 
 HERE = Path(__file__).parent
@@ -50,11 +53,25 @@ def options(row) -> dict:
     return (row.get("eval_options") or {}).get("finetune", {})
 
 
-def chosen_lr(task: str, policy: str) -> float | None:
+def grid(task: str) -> tuple[float, ...]:
+    return (SquadSettings if task == "squad" else FinetuneSettings)().lr_grid
+
+
+def lr_search(task: str, policy: str) -> dict[float, float]:
+    """Held-out training score per candidate learning rate: one cell per candidate (so a stopped choice
+    resumes), or one cell that searched the whole grid (how MRPC's choice was run)."""
+    found: dict[float, float] = {}
     for r in read_results(results_file(task)):
         if r["method"] == "none" and options(r).get("seeds") == 0 and options(r).get("embedding_policy") == policy:
-            return r["details"]["lr"]
-    return None
+            found |= {float(k): v for k, v in r["details"]["lr_search"].items()}
+    return found
+
+
+def chosen_lr(task: str, policy: str) -> float | None:
+    search = lr_search(task, policy)
+    if not all(lr in search for lr in grid(task)):
+        return None
+    return max(grid(task), key=search.get)
 
 
 def sweep(task: str, methods: list[str], ratios: list[float], finetune: dict, distill: bool = False) -> None:
@@ -65,8 +82,9 @@ def sweep(task: str, methods: list[str], ratios: list[float], finetune: dict, di
 
 
 def choose(task: str, policy: str) -> float:
-    if chosen_lr(task, policy) is None:
-        sweep(task, [], [], {"seeds": 0, "embedding_policy": policy})
+    for candidate in grid(task):
+        if candidate not in lr_search(task, policy):
+            sweep(task, [], [], {"seeds": 0, "lr_grid": [candidate], "embedding_policy": policy})
     return chosen_lr(task, policy)
 
 
@@ -166,11 +184,10 @@ def write_page() -> None:
             continue
         lrs = {p: chosen_lr(task, p) for p in POLICIES}
         for p in POLICIES:
-            search = next((r["details"]["lr_search"] for r in rows if r["method"] == "none"
-                           and options(r).get("seeds") == 0 and options(r).get("embedding_policy") == p), None)
+            search = lr_search(task, p)
             if search:
-                lines.append(f"- lr ({p}): {lrs[p]:g}, chosen on held-out training data: "
-                             + ", ".join(f"{k} → {v:.2f}" for k, v in search.items()))
+                lines.append(f"- lr ({p}): {f'{lrs[p]:g}' if lrs[p] else 'being chosen'}, on held-out training data: "
+                             + ", ".join(f"{k:g} → {v:.2f}" for k, v in sorted(search.items())))
         floor_ok = {}
         for p in POLICIES:
             base = arms.get(("none", None, p, False), {})
