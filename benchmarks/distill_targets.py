@@ -97,6 +97,27 @@ def status(rows) -> list[str]:
     return lines
 
 
+BUDGET_MIN = {"smollm2-135m": 20, "gemma3-270m": 45}  # the issue's time for one distillation at default settings
+
+
+def timing(rows) -> list[str]:
+    """Each distillation's time against the budget (one line per compressed model, not per evaluated text)."""
+    seen, lines = set(), ["| model | scope | method | ratio | steps run | held-out KL start → best | minutes | budget |",
+                          "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for r in rows:
+        key = (r["model"], r["scope"], r["method"], r.get("ratio_target"))
+        if not r.get("distill") or key in seen:
+            continue
+        seen.add(key)
+        rep, budget = r["distill_report"], BUDGET_MIN.get(r["model"])
+        minutes = rep["seconds"] / 60
+        verdict = "–" if budget is None else f"≤ {budget}: {'met' if minutes <= budget else 'missed'}"
+        early = " (stopped: no new best)" if rep.get("stopped_early") else ""
+        lines.append(f"| {key[0]} | {key[1]} | {key[2]} | {key[3]:g}× | {rep['steps']}{early} | "
+                     f"{rep['held_out_start']:.4f} → {rep['held_out_best']:.4f} | {minutes:.1f} | {verdict} |")
+    return lines
+
+
 def page() -> str:
     rows = [r for part in dict.fromkeys(results_file(p) for p in PARTS) for r in read_results(part)]
     missing = [p for p in PARTS if not _complete(p, rows)]
@@ -112,6 +133,11 @@ def page() -> str:
            "## Status", ""] + status(rows)
     if missing:
         out += ["", "Parts not finished yet (run the command again to go on): " + ", ".join(f"`{p}`" for p in missing) + "."]
+    out += ["", "## Time of each distillation (default settings)", "",
+            "Wall time measured inside the runs above (`distill_report.seconds`) on this 2-core CPU. The tied rows "
+            "ran alone; the input rows of SmolLM2 8× and Gemma-3 8× shared the cores with an evaluation or a "
+            "probe for a few minutes, and the minilm-l6 rows (an earlier session) with other jobs, so those are "
+            "upper bounds.", ""] + timing(rows)
     for path in dict.fromkeys(results_file(p) for p in PARTS):
         got = read_results(path)
         if got:
