@@ -7,7 +7,7 @@ quality_per_byte.md), never here.
 
 Regenerate: .venv/bin/python benchmarks/distill_targets.py [PART ...]   (resumable: finished cells stay in
 benchmarks/results/distill-targets-*.jsonl; with no PART every part runs, cheapest first; the page says which
-cells are still missing). Writes benchmarks/distill_targets.md.
+cells are still missing). Writes benchmarks/distill_targets.md; `--page` only rewrites it from the results so far.
 """
 
 from __future__ import annotations
@@ -153,7 +153,8 @@ def _complete(part, rows) -> bool:
 
 
 if __name__ == "__main__":
-    for part in sys.argv[1:] or list(PARTS):
+    page_only = sys.argv[1:] == ["--page"]  # only rewrite the page from the results so far
+    for part in [] if page_only else sys.argv[1:] or list(PARTS):
         if part not in PARTS:
             sys.exit(f"unknown part {part}; use: {', '.join(PARTS)}")
         run(part)
