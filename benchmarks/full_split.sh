@@ -46,7 +46,7 @@ done
   thousand tokens are too few to rank two methods whose perplexities are both in the thousands.
 - The project's best 8x recipe (issue 14: `tiered-pq`, calibrated on SQuAD dev contexts, input scope) on the
   whole split: SmolLM2 21.82 -> 24.15 (+10.7 %, mean KL 0.110, top-1 agreement 87.4 %; the 8192-token prefix
-  of distill_targets.md said +8.4 %), at 8x fewer embedding bytes where SVD and the autoencoder at 2-5x
+  of distill_targets.md said +8.4 %), at 8x fewer embedding bytes, where SVD and the autoencoder at 1.25-5x
   fewer bytes multiply perplexity by 140-540. Gemma-3's cell (about 90 min with KL) is not measured yet.
 FINDINGS
   for model in smollm2-135m gemma3-270m; do
