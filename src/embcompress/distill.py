@@ -200,9 +200,8 @@ def distill(student: nn.Module, teacher: nn.Module, tokenizer, text: str, config
             start_held = best[0]
             held_history = [(0, round(best[0], 6))]
             bar = tqdm(range(1, config.steps + 1), desc="distil", disable=not config.progress, leave=False)
-            steps_run, checks_without_gain = 0, 0
+            checks_without_gain = 0
             for step in bar:
-                steps_run = step
                 pick = torch.randint(len(windows), (config.batch_size,), generator=generator)
                 batch = windows[pick].to(device)
                 with torch.no_grad():
@@ -233,8 +232,8 @@ def distill(student: nn.Module, teacher: nn.Module, tokenizer, text: str, config
         for p in frozen:
             p.requires_grad_(True)
         student.train(was_training)
-    window = max(1, min(10, len(history) // 4))
-    return {"steps": steps_run, "stopped_early": steps_run < config.steps, "tensors": n_tensors, "values": n_values,
+    window = max(1, min(10, len(history) // 4))  # history holds one loss per step run
+    return {"steps": len(history), "stopped_early": len(history) < config.steps, "tensors": n_tensors, "values": n_values,
             "loss": "kl" if causal else "hidden",
             "loss_first": sum(history[:window]) / window, "loss_last": sum(history[-window:]) / window,
             "held_out_start": start_held, "held_out_best": best[0], "best_step": best[1], "held_out": held_history,
