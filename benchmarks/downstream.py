@@ -57,18 +57,18 @@ def grid(task: str) -> tuple[float, ...]:
     return (SquadSettings if task == "squad" else FinetuneSettings)().lr_grid
 
 
-def lr_search(task: str, policy: str) -> dict[float, float]:
-    """Held-out training score per candidate learning rate: one cell per candidate (so a stopped choice
-    resumes), or one cell that searched the whole grid (how MRPC's choice was run)."""
+def lr_search(rows: list[dict], policy: str) -> dict[float, float]:
+    """Held-out training score per candidate learning rate in a task's ``rows``: one cell per candidate (so
+    a stopped choice resumes), or one cell that searched the whole grid (how MRPC's choice was run)."""
     found: dict[float, float] = {}
-    for r in read_results(results_file(task)):
+    for r in rows:
         if r["method"] == "none" and options(r).get("seeds") == 0 and options(r).get("embedding_policy") == policy:
             found |= {float(k): v for k, v in r["details"]["lr_search"].items()}
     return found
 
 
-def chosen_lr(task: str, policy: str) -> float | None:
-    search = lr_search(task, policy)
+def chosen_lr(task: str, policy: str, rows: list[dict] | None = None) -> float | None:
+    search = lr_search(read_results(results_file(task)) if rows is None else rows, policy)
     if not all(lr in search for lr in grid(task)):
         return None
     return max(grid(task), key=search.get)
@@ -83,7 +83,7 @@ def sweep(task: str, methods: list[str], ratios: list[float], finetune: dict, di
 
 def choose(task: str, policy: str) -> float:
     for candidate in grid(task):
-        if candidate not in lr_search(task, policy):
+        if candidate not in lr_search(read_results(results_file(task)), policy):
             sweep(task, [], [], {"seeds": 0, "lr_grid": [candidate], "embedding_policy": policy})
     return chosen_lr(task, policy)
 
@@ -182,9 +182,9 @@ def write_page() -> None:
         if not rows:
             lines += ["Not run yet.", ""]
             continue
-        lrs = {p: chosen_lr(task, p) for p in POLICIES}
+        lrs = {p: chosen_lr(task, p, rows) for p in POLICIES}
         for p in POLICIES:
-            search = lr_search(task, p)
+            search = lr_search(rows, p)
             if search:
                 lines.append(f"- lr ({p}): {f'{lrs[p]:g}' if lrs[p] else 'being chosen'}, on held-out training data: "
                              + ", ".join(f"{k:g} → {v:.2f}" for k, v in sorted(search.items())))
