@@ -96,7 +96,10 @@ def append_result(path: str | Path, row: dict[str, Any]) -> None:
 
 
 def machine() -> str:
-    return f"{platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, {platform.python_version()}"
+    gpu = ""  # where the cells ran, and whether fp32 matmuls ran as TF32 there
+    if torch.cuda.is_available():
+        gpu = f", {torch.cuda.get_device_name()}{', TF32 matmuls' if torch.backends.cuda.matmul.allow_tf32 else ''}"
+    return f"{platform.machine()}, {os.cpu_count()} cores{gpu}, torch {torch.__version__}, {platform.python_version()}"
 
 
 def plan(models, methods: list[MethodSpec], ratios, evals, texts=(None,)
