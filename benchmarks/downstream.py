@@ -63,8 +63,8 @@ FINDINGS = {
         "- **Sanity floors, uncompressed, 3 seeds** (paper / frozen policy): MRPC F1 85.85 / 85.81 (≥ 85, met); STS-B "
         "Spearman 85.56 / 85.83 (≥ 82, met; zero-shot 86.72); CoLA MCC 29.2 / 29.3 (≥ 25, met); SQuAD F1 69.1 / 69.0 on "
         "articles 36-47 (≥ 50, met). **RTE 54.0 / 56.8: not met** (≥ 58). RTE has 2490 training pairs and minilm-l6 is "
-        "a 22M-parameter sentence-similarity encoder; held-out *training* accuracy was 53-56 at every learning rate, so "
-        "no choice of ours could lift it: its comparison is inconclusive. **SST-2: not measured** — its learning rate "
+        "a 22M-parameter sentence-similarity encoder; held-out *training* accuracy was 53-56 at every learning rate of "
+        "the grid (near chance), so the floor looks out of this model's reach: RTE's comparison is inconclusive. **SST-2: not measured** — its learning rate "
         "is chosen (1e-4 for both policies, held-out 89.0 / 88.9), but its six floor cells (over 6 min each while 12 "
         "shared the GPU) were stopped by the end of the lease.",
         "- **Comparison: only SVD at CR 10 finished** (MRPC, STS-B, CoLA, both policies): MRPC F1 -2.3, STS-B Spearman "
@@ -74,7 +74,8 @@ FINDINGS = {
         "- SVD under the paper's policy (its factors frozen) and under `frozen` gave the same CoLA scores to the last "
         "digit and MRPC / STS-B scores within 0.05: the two policies differ for SVD only in name, as they should.",
         "- To finish: `python benchmarks/downstream.py --results benchmarks/results/downstream-h200 --jobs 12` on a GPU "
-        "machine resumes; from the cost table, about 40 minutes of one H200 (SST-2's 36 cells are half of it).",
+        "machine resumes; from the cost table, about 40 minutes of one H200 (SST-2's 36 cells are half of it). The "
+        "H200 image lacks `faiss`, which the tiered-pq arms need (gpu_check.md): carry a faiss-cpu wheel.",
     ],
     "results": [
         "**Findings** (the CPU cells in `benchmarks/results/`, before the H200 run of [downstream.md](downstream.md)): "
