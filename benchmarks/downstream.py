@@ -74,8 +74,9 @@ FINDINGS = {
         "- SVD under the paper's policy (its factors frozen) and under `frozen` gave the same CoLA scores to the last "
         "digit and MRPC / STS-B scores within 0.05: the two policies differ for SVD only in name, as they should.",
         "- To finish: `python benchmarks/downstream.py --results benchmarks/results/downstream-h200 --jobs 12` on a GPU "
-        "machine resumes; from the cost table, about 40 minutes of one H200 (SST-2's 36 cells are half of it). The "
-        "H200 image lacks `faiss`, which the tiered-pq arms need (gpu_check.md): carry a faiss-cpu wheel.",
+        "machine resumes (`scripts/gpu_downstream.sh` packs and runs it on a lent one); from the cost table, about 40 "
+        "minutes of one H200, SST-2's 36 cells half of it. The lent H200's image lacks `faiss`, which the tiered-pq "
+        "arms need (gpu_check.md), and a faiss-cpu wheel does not fit beside the weights in its 64 MiB transfer.",
     ],
     "results": [
         "**Findings** (the CPU cells in `benchmarks/results/`, before the H200 run of [downstream.md](downstream.md)): "
