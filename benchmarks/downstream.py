@@ -51,7 +51,7 @@ ARMS = [("svd", 10.0, POLICIES, False), ("autoencoder", 10.0, POLICIES, False),
         ("svd", 5.0, POLICIES, False), ("autoencoder", 5.0, POLICIES, False),
         (BEST, 8.0, ["frozen"], False), (BEST, 8.0, ["frozen"], True)]
 CALIBRATION = "squad-contexts"  # the best method's token counts and distillation text
-LONG = {"sst2": True, "squad": True}  # started first among their peers, so a pool does not end on one of them
+LONG = {"sst2", "squad"}  # started first among their peers, so a pool does not end on one of them
 
 
 # what the cells of each results folder say, written by hand from the tables below them
@@ -169,7 +169,7 @@ def choice_cells(tasks: list[str], policies: list[str], quick: dict) -> list[Cel
     """One cell per candidate learning rate of each task and policy, on the uncompressed model."""
     cells = [(t, None, None, {"seeds": 0, "lr_grid": [c], "embedding_policy": p, **quick}, False)
              for t in tasks for p in policies for c in grid(t)]
-    return sorted(cells, key=lambda c: not LONG.get(c[0]))
+    return sorted(cells, key=lambda c: c[0] not in LONG)
 
 
 def seed_cells(tasks: list[str], arms: list[tuple], policies: list[str], quick: dict) -> list[Cell]:
@@ -182,7 +182,7 @@ def seed_cells(tasks: list[str], arms: list[tuple], policies: list[str], quick: 
                 lr = chosen_lr(task, policy, read_task(task))
                 cells += [(task, method, ratio, {"lr": lr, "seeds": 1, "seed": seed, "embedding_policy": policy,
                                                  **quick}, distill) for seed in SEEDS]
-    return sorted(cells, key=lambda c: (c[1] is not None and c[0] == "sst2", not LONG.get(c[0])))
+    return sorted(cells, key=lambda c: (c[1] is not None and c[0] == "sst2", c[0] not in LONG))
 
 
 def run_cell(cell: Cell, out: Path | None = None, deadline: float | None = None) -> str:
@@ -242,10 +242,10 @@ def run(tasks: list[str], stage: str, policies: list[str], jobs: int = 1, deadli
     for task in TASKS:
         merge_parts(task)  # rows a stopped parallel run left in its workers' files
     run_stage(choice_cells(tasks, policies, quick), jobs, deadline)
-    missing = [(t, p) for t in tasks for p in policies if chosen_lr(t, p, read_task(t)) is None]
+    missing = [(t, p) for t in tasks for p in policies if chosen_lr(t, p) is None]
     if missing:
         print(f"learning rate not chosen yet for {missing}: their seed cells wait for the next run", flush=True)
-    ready = [t for t in tasks if all(chosen_lr(t, p, read_task(t)) is not None for p in policies)]
+    ready = [t for t in tasks if t not in {m for m, _ in missing}]
     # the floors first, to the end: every arm's cell also needs its uncompressed baseline, found done then
     run_stage(seed_cells(ready, [(None, None, POLICIES, False)], policies, quick), jobs, deadline)
     if stage != "floor":
@@ -299,7 +299,8 @@ def verdict(a: dict, b: dict, name_a: str, name_b: str) -> str:
 
 
 def write_page(page: Path, command: str) -> None:
-    machines = sorted({r["machine"] for t in TASKS for r in read_task(t) if "machine" in r}) or [machine()]
+    rows_of = {task: read_task(task) for task in TASKS}
+    machines = sorted({r["machine"] for rows in rows_of.values() for r in rows if "machine" in r}) or [machine()]
     lines = ["# Downstream: the paper's comparison at a protocol that can tell methods apart (minilm-l6)", "",
              f"Regenerate: `{command}` (resumable: a cell is one task × method × ratio × policy × seed; `--page` "
              f"rewrites this page from what has run). Machine of the cells: {'; '.join(machines)}.", "",
@@ -322,7 +323,7 @@ def write_page(page: Path, command: str) -> None:
              *FINDINGS.get(R.name, []), ""]
     total = 0.0
     for task in TASKS:
-        rows = read_task(task)
+        rows = rows_of[task]
         total += sum(r.get("eval_seconds", 0.0) + r.get("fit_seconds", 0.0) for r in rows)
         arms = summarize(rows)
         lines += [f"## {task} ({METRIC[task]})", ""]
@@ -365,7 +366,7 @@ def write_page(page: Path, command: str) -> None:
               "| --- | --- | --- | --- | --- |"]
     planned = (len(POLICIES) + sum(len(policies) for _, _, policies, _ in ARMS)) * len(SEEDS)
     for task in TASKS:
-        rows = read_task(task)
+        rows = rows_of[task]
         seeds = [r["eval_seconds"] for r in rows if options(r).get("seeds") == 1 and "eval_seconds" in r]
         choice = [r["eval_seconds"] for r in rows if options(r).get("seeds") == 0 and "eval_seconds" in r]
         done = sum(len(v) for v in summarize(rows).values())
@@ -375,7 +376,7 @@ def write_page(page: Path, command: str) -> None:
                      f"{f'{(planned - done) * each / 3600:.1f} h' if each else 'not measured yet'} |")
     lines += ["", f"Compute so far: {total / 3600:.1f} h of cells (fit + evaluation, summed over the results files; "
               "parallel cells' clocks overlap)."]
-    reruns = rerun_differences()
+    reruns = [d for rows in rows_of.values() for d in rerun_differences(rows)]
     if reruns:
         lines.append(f"Cells run twice ({len(reruns)}: the uncompressed baseline, which parallel workers re-ran before they "
                      f"were given the task's done cells; the page counts each cell's first row): the rerun moved the score "
@@ -384,19 +385,18 @@ def write_page(page: Path, command: str) -> None:
     page.write_text("\n".join(lines + [""]))
 
 
-def rerun_differences() -> list[float]:
-    """|first − later| score of every cell with more than one row."""
-    out = []
-    for task in TASKS:
-        seen: dict[tuple, float] = {}
-        for r in read_task(task):
-            o = options(r)
-            if o.get("seeds") == 1 and "error" not in r:
-                key = (arm_of(r), o["seed"])
-                if key in seen:
-                    out.append(abs(r["value"] - seen[key]))
-                seen.setdefault(key, r["value"])
+def rerun_differences(rows) -> list[float]:
+    """|first − later| score of every cell of one task's ``rows`` that has more than one row."""
+    out, first = [], {}
+    for r in rows:
+        o = options(r)
+        if o.get("seeds") == 1 and "error" not in r:
+            key = (arm_of(r), o["seed"])
+            if key in first:
+                out.append(abs(r["value"] - first[key]))
+            first.setdefault(key, r["value"])
     return out
+
 
 def main() -> None:
     global R

@@ -2,11 +2,12 @@
 # The downstream protocol (benchmarks/downstream.py) on a lent GPU machine, which reaches no network and gets only
 # the working tree (64 MiB at most) and the ignored folder named in `carry`.
 #   here:  bash scripts/gpu_downstream.sh pack     # fills .gpu-carry/ (ignored): the data it needs, minilm-l6's
-#                                                  # weights rounded to fp16 (45 MB; fp32 would not fit), a launcher
+#                                                  # weights rounded to fp16 (45 MB; fp32 would not fit)
 #   there: bash scripts/gpu_downstream.sh run      # with carry [".gpu-carry"]: gpu_check.py, then the cells
 # `run` stops starting cells DEADLINE_S before the end of TOTAL_S (default 550 s from its start), archives
 # benchmarks/results/downstream-h200 into $OUT/results.tgz; unpack it here over that folder, then
-# `python benchmarks/downstream.py --results benchmarks/results/downstream-h200 --page` (it merges the parts).
+# `python benchmarks/downstream.py --results benchmarks/results/downstream-h200 --page` (the page reads the
+# workers' part files; the next run folds them into the task files).
 # The image has no faiss: the tiered-pq arms need a faiss-cpu wheel too, which does not fit beside the weights.
 set -euo pipefail
 cd "$(dirname "$0")/.."
