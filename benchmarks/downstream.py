@@ -18,6 +18,7 @@ Options: --tasks sst2,mrpc,...  --stage floor|all  --policies paper,frozen  --ma
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import statistics
@@ -101,7 +102,16 @@ def part_files(task: str) -> list[Path]:
 
 
 def read_task(task: str) -> list[dict]:
-    return [r for f in [results_file(task), *part_files(task)] for r in read_results(f)]  # a cell's first row counts
+    """A task's rows, its running workers' included (a cell's first row counts); a worker's file starts as a copy
+    of the task's file, so a row met again word for word is the same row, not a rerun."""
+    seen: set[str] = set()
+    out = []
+    for r in (r for f in [results_file(task), *part_files(task)] for r in read_results(f)):
+        key = json.dumps(r, sort_keys=True)
+        if key not in seen:
+            seen.add(key)
+            out.append(r)
+    return out
 
 
 def merge_parts(task: str) -> None:
@@ -362,18 +372,23 @@ def write_page(page: Path, command: str) -> None:
                          f"{verdict(mine, ae, 'tiered-pq', 'autoencoder')} |")
         lines.append("")
     lines += ["## Cost (the cells' own clocks)", "",
-              "| task | cells done / planned | mean s a seed cell | lr choice s | still to run (projected, cell-clock) |",
-              "| --- | --- | --- | --- | --- |"]
+              "| task | cells done / planned | mean s a seed cell, by machine | lr choice s | still to run "
+              "(projected on the fastest machine, cell-clock) |", "| --- | --- | --- | --- | --- |"]
     planned = (len(POLICIES) + sum(len(policies) for _, _, policies, _ in ARMS)) * len(SEEDS)
     for task in TASKS:
         rows = rows_of[task]
-        seeds = [r["eval_seconds"] for r in rows if options(r).get("seeds") == 1 and "eval_seconds" in r]
+        seeds: dict[str, list[float]] = {}
+        for r in rows:
+            if options(r).get("seeds") == 1 and "eval_seconds" in r:
+                seeds.setdefault(device_of(r), []).append(r["eval_seconds"])
         choice = [r["eval_seconds"] for r in rows if options(r).get("seeds") == 0 and "eval_seconds" in r]
         done = sum(len(v) for v in summarize(rows).values())
-        each = statistics.fmean(seeds) if seeds else None
-        lines.append(f"| {task} | {done} / {planned} | {f'{each:.0f}' if each else '–'} | "
+        each = {d: statistics.fmean(v) for d, v in seeds.items()}
+        fastest = min(each.values(), default=None)
+        lines.append(f"| {task} | {done} / {planned} | "
+                     f"{', '.join(f'{v:.0f} ({d}, n={len(seeds[d])})' for d, v in sorted(each.items())) or '–'} | "
                      f"{', '.join(f'{c:.0f}' for c in choice) or '–'} | "
-                     f"{f'{(planned - done) * each / 3600:.1f} h' if each else 'not measured yet'} |")
+                     f"{f'{(planned - done) * fastest / 3600:.1f} h' if fastest else 'not measured yet'} |")
     lines += ["", f"Compute so far: {total / 3600:.1f} h of cells (fit + evaluation, summed over the results files; "
               "parallel cells' clocks overlap)."]
     reruns = [d for rows in rows_of.values() for d in rerun_differences(rows)]
@@ -383,6 +398,14 @@ def write_page(page: Path, command: str) -> None:
                      f"by {statistics.fmean(reruns):.2f} on average and {max(reruns):.2f} at most. GPU fine-tuning is not "
                      "bit-reproducible (CUDA's atomic adds in the backward pass), by less than the seed-to-seed spread.")
     page.write_text("\n".join(lines + [""]))
+
+
+def device_of(row) -> str:
+    """Where a cell ran, in short: its GPU's name, else the host's cores (``sweep.machine()``'s fields)."""
+    parts = row.get("machine", "unknown").split(", ")
+    if len(parts) > 2 and not parts[2].startswith("torch"):
+        return parts[2].removeprefix("NVIDIA ")
+    return f"{parts[1].removesuffix(' cores')}-core CPU" if len(parts) > 1 else parts[0]
 
 
 def rerun_differences(rows) -> list[float]:
