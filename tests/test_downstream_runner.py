@@ -91,10 +91,14 @@ def test_the_page_keeps_machines_apart_and_gives_verdicts(results):
     rows = [row(seed=s, value=86.0 + s / 100) for s in (22, 23, 24)]
     rows += [row("svd", s, 83.0 + (s - 23), ratio=10.0) for s in (22, 23, 24)]
     rows += [row("autoencoder", s, 70.0 + (s - 23), ratio=10.0, machine=CPU, seconds=500.0) for s in (22, 23, 24)]
+    rows += [row(downstream.BEST, s, 86.0 + (s - 23) / 10, ratio=8.0) for s in (22, 23, 24)]
     write(downstream.results_file("mrpc"), rows)
     page = results / "page.md"
     downstream.write_page(page, "python benchmarks/downstream.py")
     text = page.read_text()
     assert "| autoencoder vs SVD, CR 10, frozen | SVD (-13.00, 2 std = 2.00) |" in text
-    assert "500 (2-core CPU, n=3), 30 (H200, n=6)" in text
+    best = f"| {downstream.BEST} CR 8 (frozen) vs autoencoder CR"
+    assert f"{best} 10 (frozen) | tiered-pq (+16.00, 2 std = 2.00) |" in text
+    assert f"{best} 5 (frozen) | pending (fewer than 3 seeds) |" in text
+    assert "500 (2-core CPU, n=3), 30 (H200, n=9)" in text
     assert "sanity floor (frozen): uncompressed 86.23 ± 0.01 (n=3) against ≥ 85: **met**" in text
