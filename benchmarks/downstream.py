@@ -323,7 +323,10 @@ def write_page(page: Path, command: str) -> None:
              "by every method. Reported: GLUE dev sets, SQuAD F1 on articles 36-47; no dev score chose anything. "
              "Policies: `paper` = the authors' embedding training (uncompressed embedding trained, autoencoder "
              "decoder trained, SVD factors frozen), `frozen` = no embedding parameter trains. Verdicts: a difference "
-             "inside 2 standard deviations of the seeds is a tie.", "",
+             "inside 2 standard deviations of the seeds is a tie. Sizes: CR of SVD and the autoencoder is the paper's "
+             "parameter ratio, their factors stored in fp32 (half the MB in fp16); the best method's 8× is bytes "
+             "against the fp16 embedding, so it is compared with the autoencoder at CR 5 and CR 10, whose stored "
+             "sizes lie either side of its own (the MB column).", "",
              "What it costs: on the 2-core development CPU a fine-tuning step (batch 32 × 80 tokens) takes ~2.5 s, "
              "so a 3-epoch MRPC run takes ~8 min and the whole plan (6 tasks × 36 cells + 36 choices) an estimated "
              "~150 CPU-hours, most of it SST-2 (67k examples) and SQuAD (384-token windows). On one H200 with "
@@ -354,11 +357,14 @@ def write_page(page: Path, command: str) -> None:
                 floor_ok[p] = m >= FLOORS[task]
                 lines.append(f"- sanity floor ({p}): uncompressed {show(base)} against ≥ {FLOORS[task]}: "
                              + ("**met**" if floor_ok[p] else "**not met**: this policy's comparison is inconclusive"))
-        lines += ["", "| model | score (mean ± std over seeds) | vs uncompressed, same policy |", "| --- | --- | --- |"]
+        stored = {arm_of(r): r["embedding_bytes"] for r in reversed(rows) if "embedding_bytes" in r}
+        lines += ["", "| model | embedding MB as stored | score (mean ± std over seeds) | vs uncompressed, same policy |",
+                  "| --- | --- | --- | --- |"]
         for arm in sorted(arms, key=lambda a: (a[0] != "none", a[2], a[0], a[1] or 0, a[3])):
             base = arms.get(("none", None, arm[2], False), {})
             delta = f"{mean_std(arms[arm])[0] - mean_std(base)[0]:+.2f}" if base and arm[0] != "none" else ""
-            lines.append(f"| {label(arm)} | {show(arms[arm])} | {delta} |")
+            size = f"{stored[arm] / 1e6:.2f}" if arm in stored else "–"
+            lines.append(f"| {label(arm)} | {size} | {show(arms[arm])} | {delta} |")
         lines += ["", "| comparison | verdict |", "| --- | --- |"]
         for ratio in (5.0, 10.0):
             for p in POLICIES:

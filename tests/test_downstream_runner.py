@@ -21,7 +21,7 @@ CPU = "x86_64, 2 cores, torch 2.13.0+cpu, 3.11.7"
 def row(method="none", seed=22, value=80.0, policy="frozen", ratio=None, machine=H200, seconds=30.0, **finetune):
     options = {"seeds": 1, "seed": seed, "embedding_policy": policy, "lr": 1e-4, **finetune}
     return {"method": method, "ratio_target": ratio, "value": value, "machine": machine, "eval_seconds": seconds,
-            "eval_options": {"finetune": options}}
+            "embedding_bytes": int(46_881_792 / (ratio or 1)), "eval_options": {"finetune": options}}
 
 
 @pytest.fixture
@@ -100,5 +100,6 @@ def test_the_page_keeps_machines_apart_and_gives_verdicts(results):
     best = f"| {downstream.BEST} CR 8 (frozen) vs autoencoder CR"
     assert f"{best} 10 (frozen) | tiered-pq (+16.00, 2 std = 2.00) |" in text
     assert f"{best} 5 (frozen) | pending (fewer than 3 seeds) |" in text
+    assert "| svd CR 10 (frozen) | 4.69 | 83.00 ± 1.00 (n=3) | -3.23 |" in text
     assert "500 (2-core CPU, n=3), 30 (H200, n=9)" in text
     assert "sanity floor (frozen): uncompressed 86.23 ± 0.01 (n=3) against ≥ 85: **met**" in text
