@@ -103,3 +103,22 @@ def test_the_page_keeps_machines_apart_and_gives_verdicts(results):
     assert "| svd CR 10 (frozen) | 4.69 | 83.00 ± 1.00 (n=3) | -3.23 |" in text
     assert "500 (2-core CPU, n=3), 30 (H200, n=9)" in text
     assert "sanity floor (frozen): uncompressed 86.23 ± 0.01 (n=3) against ≥ 85: **met**" in text
+
+
+def test_a_task_whose_uncompressed_model_misses_its_floor_runs_no_arms_and_says_so(results, monkeypatch):
+    write(downstream.results_file("rte"), [row(seed=s, value=54.0 + s / 10) for s in (22, 23, 24)])
+    arms = downstream.summarize(downstream.read_task("rte"))
+    assert downstream.floor_met(arms, "rte", "frozen") is False
+    assert downstream.floor_met(arms, "rte", "paper") is None  # its seeds have not run
+    monkeypatch.setattr(downstream, "chosen_lr", lambda task, policy, rows=None: 1e-4)
+    met = {"rte": [p for p in downstream.POLICIES if downstream.floor_met(arms, "rte", p)]}
+    assert downstream.seed_cells(["rte"], downstream.ARMS, met, {}) == []
+    cells = downstream.seed_cells(["rte"], downstream.ARMS, {"rte": ["frozen"]}, {})
+    assert len(cells) == 6 * 3 and {c[3]["embedding_policy"] for c in cells} == {"frozen"}
+    page = results / "page.md"
+    downstream.write_page(page, "python benchmarks/downstream.py")
+    text = page.read_text()
+    assert "| autoencoder vs SVD, CR 10, frozen | inconclusive: the uncompressed model misses its floor" in text
+    assert "| autoencoder vs SVD, CR 10, paper | pending (fewer than 3 seeds) (floor not run yet) |" in text
+    # planned: 6 floor cells and the paper policy's 4 arms x 3 seeds; no frozen arm (the best method's included)
+    assert "| rte | 3 / 18 |" in text
