@@ -59,8 +59,8 @@ LONG = {"sst2", "squad"}  # started first among their peers, so a pool does not 
 FINDINGS = {
     "downstream-h200": [
         "**Findings** (cells in `benchmarks/results/downstream-h200/`: the choices, floors and SVD CR 10 run on a lent "
-        "H200 in two leases of ~9 and ~3.5 minutes on 2026-11-30, MRPC's other compressed cells on the 2-core CPU; the minilm-l6 weights travelled rounded to fp16, the lease's 64 MiB transfer limit, and "
-        "were loaded as fp32: its zero-shot STS-B dev Spearman is 86.72 with either copy):",
+        "H200 in two leases of ~9 and ~3.5 minutes on 2026-11-30, MRPC's other compressed cells on the 2-core CPU; the "
+        "minilm-l6 weights travelled rounded to fp16, the lease's 64 MiB transfer limit, and were loaded as fp32: its zero-shot STS-B dev Spearman is 86.72 with either copy):",
         "- **Sanity floors, uncompressed, 3 seeds** (paper / frozen policy): MRPC F1 85.85 / 85.81 (≥ 85, met); STS-B "
         "Spearman 85.56 / 85.83 (≥ 82, met; zero-shot 86.72); CoLA MCC 29.2 / 29.3 (≥ 25, met); SQuAD F1 69.1 / 69.0 on "
         "articles 36-47 (≥ 50, met). **RTE 54.0 / 56.8: not met** (≥ 58). RTE has 2490 training pairs and minilm-l6 is "
@@ -88,7 +88,8 @@ FINDINGS = {
         "machine resumes (`scripts/gpu_downstream.sh` packs and runs it on a lent one); from the cost table, 1.7 h "
         "of cell clocks for STS-B, CoLA and SQuAD plus SST-2's 36 cells (over 6 min each while 12 shared the GPU), "
         "about 30 minutes of one H200 with 12 cells at once. RTE's arms are not run: its floor is missed under both "
-        "policies. The lent H200's image lacks `faiss`, which the tiered-pq arms need (gpu_check.md), and a faiss-cpu wheel does not fit beside the weights in its 64 MiB transfer.",
+        "policies. The lent H200's image lacks `faiss`, which the tiered-pq arms need (gpu_check.md), and a faiss-cpu "
+        "wheel does not fit beside the weights in its 64 MiB transfer.",
     ],
     "results": [
         "**Findings** (the CPU cells in `benchmarks/results/`, before the H200 run of [downstream.md](downstream.md)): "
@@ -189,17 +190,16 @@ def choice_cells(tasks: list[str], policies: list[str], quick: dict) -> list[Cel
     return sorted(cells, key=lambda c: c[0] not in LONG)
 
 
-def seed_cells(tasks: list[str], arms: list[tuple], policies: list[str] | dict[str, list[str]], quick: dict
-               ) -> list[Cell]:
-    """Every seed of ``arms`` (None: the uncompressed floor) on ``tasks`` under ``policies`` (or a task's own),
-    in the order worth running: ARMS order across the cheaper tasks, the long tasks first among them, SST-2's
-    arms (a third of the plan) last."""
+def seed_cells(arms: list[tuple], policies: dict[str, list[str]], quick: dict) -> list[Cell]:
+    """Every seed of ``arms`` (None: the uncompressed floor) on each task of ``policies`` under that task's
+    policies, in the order worth running: ARMS order across the cheaper tasks, the long tasks first among them,
+    SST-2's arms (a third of the plan) last."""
+    rows = {task: read_task(task) for task in policies}  # each task's file read once, not once an arm
     cells = []
     for method, ratio, arm_policies, distill in arms:
-        for task in tasks:
-            allowed = policies[task] if isinstance(policies, dict) else policies
+        for task, allowed in policies.items():
             for policy in [p for p in arm_policies if p in allowed]:
-                lr = chosen_lr(task, policy, read_task(task))
+                lr = chosen_lr(task, policy, rows[task])
                 cells += [(task, method, ratio, {"lr": lr, "seeds": 1, "seed": seed, "embedding_policy": policy,
                                                  **quick}, distill) for seed in SEEDS]
     return sorted(cells, key=lambda c: (c[1] is not None and c[0] == "sst2", c[0] not in LONG))
@@ -235,7 +235,8 @@ def _worker_cell(cell: Cell, deadline: float | None) -> str:
 
 
 def run_stage(cells: list[Cell], jobs: int, deadline: float | None) -> None:
-    todo = [c for c in cells if not is_done(c, read_task(c[0]))]
+    rows = {task: read_task(task) for task in {c[0] for c in cells}}
+    todo = [c for c in cells if not is_done(c, rows[c[0]])]
     print(f"{len(todo)} cells to run ({len(cells) - len(todo)} done before)", flush=True)
     if jobs <= 1:
         for cell in todo:
@@ -267,14 +268,14 @@ def run(tasks: list[str], stage: str, policies: list[str], jobs: int = 1, deadli
         print(f"learning rate not chosen yet for {missing}: their seed cells wait for the next run", flush=True)
     ready = [t for t in tasks if t not in {m for m, _ in missing}]
     # the floors first, to the end: every arm's cell also needs its uncompressed baseline, found done then
-    run_stage(seed_cells(ready, [(None, None, POLICIES, False)], policies, quick), jobs, deadline)
+    run_stage(seed_cells([(None, None, POLICIES, False)], {t: policies for t in ready}, quick), jobs, deadline)
     if stage != "floor":  # a comparison under a floor the uncompressed model misses is inconclusive: not run
         met = {t: [p for p in policies if floor_met(summarize(read_task(t)), t, p)] for t in ready}
         for t in ready:
             if missed := [p for p in policies if p not in met[t]]:
                 print(f"{t}: the uncompressed model misses its floor under {', '.join(missed)}: no arms run there",
                       flush=True)
-        run_stage(seed_cells(ready, ARMS, met, quick), jobs, deadline)
+        run_stage(seed_cells(ARMS, met, quick), jobs, deadline)
 
 
 # -- the page ------------------------------------------------------------------------------------------
@@ -338,6 +339,7 @@ def judged(a: dict, b: dict, name_a: str, name_b: str, floor: bool | None) -> st
 
 def write_page(page: Path, command: str) -> None:
     rows_of = {task: read_task(task) for task in TASKS}
+    arms_of = {task: summarize(rows) for task, rows in rows_of.items()}
     machines = sorted({r["machine"] for rows in rows_of.values() for r in rows if "machine" in r}) or [machine()]
     lines = ["# Downstream: the paper's comparison at a protocol that can tell methods apart (minilm-l6)", "",
              f"Regenerate: `{command}` (resumable: a cell is one task × method × ratio × policy × seed; `--page` "
@@ -367,7 +369,7 @@ def write_page(page: Path, command: str) -> None:
     for task in TASKS:
         rows = rows_of[task]
         total += sum(r.get("eval_seconds", 0.0) + r.get("fit_seconds", 0.0) for r in rows)
-        arms = summarize(rows)
+        arms = arms_of[task]
         lines += [f"## {task} ({METRIC[task]})", ""]
         if not rows:
             lines += ["Not run yet.", ""]
@@ -410,8 +412,7 @@ def write_page(page: Path, command: str) -> None:
               "| task | cells done / planned | mean s a seed cell, by machine | lr choice s | still to run "
               "(projected on the fastest machine, cell-clock) |", "| --- | --- | --- | --- | --- |"]
     for task in TASKS:
-        rows = rows_of[task]
-        arms = summarize(rows)
+        rows, arms = rows_of[task], arms_of[task]
         live = [p for p in POLICIES if floor_met(arms, task, p) is not False]  # arms under a missed floor: not run
         planned = (len(POLICIES) + sum(len(set(policies) & set(live)) for _, _, policies, _ in ARMS)) * len(SEEDS)
         seeds: dict[str, list[float]] = {}

@@ -112,8 +112,8 @@ def test_a_task_whose_uncompressed_model_misses_its_floor_runs_no_arms_and_says_
     assert downstream.floor_met(arms, "rte", "paper") is None  # its seeds have not run
     monkeypatch.setattr(downstream, "chosen_lr", lambda task, policy, rows=None: 1e-4)
     met = {"rte": [p for p in downstream.POLICIES if downstream.floor_met(arms, "rte", p)]}
-    assert downstream.seed_cells(["rte"], downstream.ARMS, met, {}) == []
-    cells = downstream.seed_cells(["rte"], downstream.ARMS, {"rte": ["frozen"]}, {})
+    assert downstream.seed_cells(downstream.ARMS, met, {}) == []
+    cells = downstream.seed_cells(downstream.ARMS, {"rte": ["frozen"]}, {})
     assert len(cells) == 6 * 3 and {c[3]["embedding_policy"] for c in cells} == {"frozen"}
     page = results / "page.md"
     downstream.write_page(page, "python benchmarks/downstream.py")
